@@ -1,0 +1,1 @@
+"""Async OAuth token persistence."""
