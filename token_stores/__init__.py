@@ -1,1 +1,29 @@
-"""Async OAuth token persistence."""
+"""Async persistence of OAuth2 tokens, safe across tasks and processes.
+
+Generic: knows nothing of any particular API. A store maps an account key (a
+string naming one customer's authorization) to a `Token`, and offers the
+per-key lock and compare-and-set that a single-flight refresh needs.
+"""
+
+from ._errors import (
+    CorruptTokenData,
+    DecryptionError,
+    LockTimeout,
+    StoreUnavailable,
+    TokenStoreError,
+)
+from ._memory import MemoryTokenStore
+from ._protocol import DEFAULT_LOCK_TIMEOUT, TokenStore
+from ._token import Token
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "CorruptTokenData",
+    "DecryptionError",
+    "LockTimeout",
+    "MemoryTokenStore",
+    "StoreUnavailable",
+    "Token",
+    "TokenStore",
+    "TokenStoreError",
+]

@@ -1,0 +1,44 @@
+"""Errors raised by token stores.
+
+::
+
+    TokenStoreError
+    ├── LockTimeout          the per-account lock was not acquired in time
+    ├── StoreUnavailable     the backing service or file system failed (I/O, Redis down)
+    ├── CorruptTokenData     stored bytes do not decode to a token; never silently replaced
+    └── DecryptionError      stored bytes were encrypted with another key, or tampered with
+"""
+
+from __future__ import annotations
+
+
+class TokenStoreError(Exception):
+    """Base class of every error a token store raises.
+
+    Messages name the store and the account key, never a token value.
+    """
+
+
+class LockTimeout(TokenStoreError):
+    """The lock of an account could not be acquired within the timeout."""
+
+    def __init__(self, key: str, timeout: float, where: str) -> None:
+        super().__init__(f"lock of account {key!r} in {where} not acquired within {timeout:g} s")
+        self.key = key
+        self.timeout = timeout
+        self.where = where
+
+    def __reduce__(self) -> tuple[type[LockTimeout], tuple[str, float, str]]:
+        return (LockTimeout, (self.key, self.timeout, self.where))
+
+
+class StoreUnavailable(TokenStoreError):
+    """The store's backend failed; the operation may succeed when it is back."""
+
+
+class CorruptTokenData(TokenStoreError):
+    """Stored data exists but is not a valid token; it is left as it is for inspection."""
+
+
+class DecryptionError(TokenStoreError):
+    """Stored data could not be decrypted with the configured keys (wrong key or tampering)."""

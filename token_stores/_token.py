@@ -1,0 +1,214 @@
+"""The `Token` value: one OAuth2 grant's tokens and their expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._errors import CorruptTokenData
+
+__all__ = ["Token"]
+
+# Token-response fields that `Token` models; anything else is kept in `extra`.
+_KNOWN = frozenset(
+    {"access_token", "refresh_token", "token_type", "expires_at", "issued_at", "scope"}
+)
+
+
+def _redacted(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Token:
+    """An OAuth2 token set as stored for one account.
+
+    Times are POSIX timestamps in seconds (UTC by definition), as `expires_in`
+    is relative seconds on the wire: ``expires_at = issued_at + expires_in``.
+
+    Attributes:
+        access_token: The bearer token. Secret: never shown by `repr`.
+        refresh_token: The refresh token, if the server issued one. Secret.
+        token_type: Usually ``"Bearer"``.
+        expires_at: When the access token expires, or None if unknown.
+        issued_at: When the token was obtained; with `expires_at` it gives the
+            token's lifetime, which bounds the refresh leeway.
+        scope: The granted scope string, if the server returned it.
+        extra: Any other fields of the token response, kept as received.
+    """
+
+    access_token: str
+    refresh_token: str | None = None
+    token_type: str = "Bearer"  # noqa: S105 - a token type, not a password
+    expires_at: float | None = None
+    issued_at: float | None = None
+    scope: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(access_token={_redacted(self.access_token)}, "
+            f"refresh_token={_redacted(self.refresh_token)}, token_type={self.token_type!r}, "
+            f"expires_at={self.expires_at!r}, issued_at={self.issued_at!r}, "
+            f"scope={self.scope!r}, extra_keys={sorted(self.extra)!r})"
+        )
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any], *, now: float | None = None) -> Token:
+        """Build a token from an RFC 6749 token-endpoint response.
+
+        Args:
+            response: The decoded JSON body (``access_token``, ``expires_in``, ...).
+            now: The time the response was received; defaults to `time.time()`.
+
+        Raises:
+            ValueError: if ``access_token`` is missing or ``expires_in`` is not a number.
+        """
+        issued = time.time() if now is None else now
+        access = response.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise ValueError("token response has no access_token")
+        expires_in = response.get("expires_in")
+        expires_at: float | None
+        if expires_in is None:
+            raw_at = response.get("expires_at")
+            expires_at = float(raw_at) if isinstance(raw_at, int | float) else None
+        elif (isinstance(expires_in, int | float) and not isinstance(expires_in, bool)) or (
+            isinstance(expires_in, str) and expires_in.isdigit()
+        ):
+            expires_at = issued + float(expires_in)
+        else:
+            raise ValueError("token response has a non-numeric expires_in")
+        refresh = response.get("refresh_token")
+        scope = response.get("scope")
+        known = _KNOWN | {"expires_in"}
+        return cls(
+            access_token=access,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            token_type=str(response.get("token_type") or "Bearer"),
+            expires_at=expires_at,
+            issued_at=issued,
+            scope=scope if isinstance(scope, str) else None,
+            extra={k: v for k, v in response.items() if k not in known},
+        )
+
+    @property
+    def lifetime(self) -> float | None:
+        """Seconds between issue and expiry, if both are known."""
+        if self.expires_at is None or self.issued_at is None:
+            return None
+        return self.expires_at - self.issued_at
+
+    def expires_within(self, seconds: float, *, now: float | None = None) -> bool:
+        """True if the access token expires less than `seconds` from `now`.
+
+        A token without `expires_at` never expires by this test; the server's
+        401 is then what tells that it has.
+        """
+        if self.expires_at is None:
+            return False
+        return self.expires_at - (time.time() if now is None else now) < seconds
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest identifying this token set, for compare-and-set in stores.
+
+        SHA-256 over the access and refresh tokens, truncated to 128 bits: it
+        tells tokens apart without revealing them.
+        """
+        digest = hashlib.sha256()
+        digest.update(self.access_token.encode())
+        digest.update(b"\0")
+        digest.update((self.refresh_token or "").encode())
+        return digest.hexdigest()[:32]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The token as a JSON-ready dict; `extra` fields sit beside the known ones."""
+        return _CONVERTER.unstructure(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Inverse of `to_dict`; unknown fields land in `extra`.
+
+        Raises:
+            CorruptTokenData: if `data` is not a valid stored token.
+        """
+        try:
+            return _CONVERTER.structure(data, Token)
+        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+            # The message names what was wrong, never a value (values are secrets).
+            raise CorruptTokenData(f"not a stored token: {_describe(exc)}") from None
+
+    def to_json(self) -> bytes:
+        """Compact JSON bytes of `to_dict`."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Token:
+        """Inverse of `to_json`.
+
+        Raises:
+            CorruptTokenData: if `data` is not JSON or not a token.
+        """
+        try:
+            decoded = json.loads(data.decode() if isinstance(data, bytes) else data)
+        except UnicodeDecodeError:
+            raise CorruptTokenData("stored token is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise CorruptTokenData(f"stored token is not JSON: {exc.msg}") from None
+        if not isinstance(decoded, dict):
+            raise CorruptTokenData("stored token is not a JSON object")
+        return cls.from_dict(decoded)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return type(exc).__name__
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(float, _structure_float)
+    base_structure = make_dict_structure_fn(Token, converter, extra=override(omit=True))
+    base_unstructure = make_dict_unstructure_fn(Token, converter, extra=override(omit=True))
+
+    def structure(data: Any, cls: type) -> Token:
+        if not isinstance(data, Mapping):
+            raise TypeError("expected an object")
+        token = base_structure(data, cls)
+        extra = {k: v for k, v in data.items() if k not in _KNOWN}
+        return attrs.evolve(token, extra=extra) if extra else token
+
+    def unstructure(token: Token) -> dict[str, Any]:
+        # Known fields win over an `extra` key of the same name.
+        return {**token.extra, **base_unstructure(token)}
+
+    converter.register_structure_hook(Token, structure)
+    converter.register_unstructure_hook(Token, unstructure)
+    return converter
+
+
+_CONVERTER = _make_converter()
