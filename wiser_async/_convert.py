@@ -1,0 +1,270 @@
+"""JSON <-> typed models, through one private cattrs converter per `ApiConfig`.
+
+Decoding is the hot path of a crawl, so the fast converter skips cattrs'
+detailed validation; when it fails, the same data is decoded again with
+detailed validation to say exactly where and what was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .errors import DecodeError
+from .models import (
+    Address,
+    Device,
+    DeviceCategory,
+    DeviceStatus,
+    DeviceUsage,
+    Location,
+    Page,
+    Room,
+    RoomType,
+    Site,
+    SiteType,
+)
+
+__all__ = ["Codec", "camel_case"]
+
+T = TypeVar("T")
+
+MODELS: tuple[type, ...] = (Address, Location, Site, Room, Device)
+_OPEN_ENUMS: tuple[type[Any], ...] = (SiteType, RoomType, DeviceCategory, DeviceStatus, DeviceUsage)
+# The generated structuring code reads unknown fields from this key, which no
+# JSON object from the API can contain.
+_EXTRA_KEY = "\x00extra"
+_FIELD_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)")
+
+
+def camel_case(name: str) -> str:
+    """``rated_current_a`` -> ``ratedCurrentA``: the wire's default spelling."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if type(value) is str:
+        return value
+    # Numeric ids are unambiguous; anything else is a contract violation.
+    if type(value) is int:
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_optional_str(value: Any, _: type) -> str | None:
+    # The common cases first, in one call: this runs for most fields of every item.
+    if type(value) is str or value is None:
+        return value
+    return _structure_str(value, str)
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an RFC 3339 timestamp, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an RFC 3339 timestamp") from None
+    # RFC 3339 requires an offset; a timestamp without one is read as UTC.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _open_enum_hook(enum_cls: type[Any]) -> Callable[[Any, type], Any]:
+    members = {member.value: member for member in enum_cls}
+
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not str:
+            if value is None:
+                return None
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        # Unknown values stay plain strings: the API may grow new ones.
+        return members.get(value, value)
+
+    return structure
+
+
+def _optional(hook: Callable[[Any, type], Any]) -> Callable[[Any, type], Any]:
+    def structure(value: Any, cls: type) -> Any:
+        return None if value is None else hook(value, cls)
+
+    return structure
+
+
+class Codec:
+    """Decodes API JSON into models and encodes models back to wire JSON."""
+
+    def __init__(self, aliases: Mapping[type, Mapping[str, str]] | None = None) -> None:
+        aliases = aliases or {}
+        unknown = set(aliases) - set(MODELS)
+        if unknown:
+            names = ", ".join(sorted(cls.__name__ for cls in unknown))
+            raise ValueError(f"aliases given for classes that are not models: {names}")
+        self._wire_names = {
+            cls: {
+                field.name: aliases.get(cls, {}).get(field.name, camel_case(field.name))
+                for field in attrs.fields(cls)
+                if field.name != "extra"
+            }
+            for cls in MODELS
+        }
+        self._any_wire_name = {
+            name: wire for names in self._wire_names.values() for name, wire in names.items()
+        }
+        self._fast = self._make_converter(detailed=False)
+        self._detailed = self._make_converter(detailed=True)
+        self._structure_fns: dict[type, Callable[[Any, type], Any]] = {
+            cls: self._fast.get_structure_hook(cls) for cls in MODELS
+        }
+
+    def wire_names(self, cls: type) -> Mapping[str, str]:
+        """Python field name -> wire name, for one model class."""
+        return self._wire_names[cls]
+
+    def _make_converter(self, *, detailed: bool) -> cattrs.Converter:
+        converter = cattrs.Converter(detailed_validation=detailed)
+        # Each optional field gets one hook (not cattrs' generic Optional
+        # wrapper around another hook): decoding is the crawl's hot path.
+        scalar_hooks: tuple[tuple[Any, Callable[[Any, type], Any]], ...] = (
+            (int, _structure_int),
+            (float, _structure_float),
+            (datetime, _structure_datetime),
+        )
+        for scalar, scalar_hook in scalar_hooks:
+            converter.register_structure_hook(scalar, scalar_hook)
+            converter.register_structure_hook(scalar | None, _optional(scalar_hook))
+        converter.register_structure_hook(str, _structure_str)
+        converter.register_structure_hook(str | None, _structure_optional_str)
+        converter.register_unstructure_hook(datetime, _unstructure_datetime)
+        for enum_cls in _OPEN_ENUMS:
+            # One hook takes None too: the field type says whether None is allowed.
+            hook = _open_enum_hook(enum_cls)
+            converter.register_structure_hook(enum_cls | str, hook)
+            converter.register_structure_hook(enum_cls | str | None, hook)
+        for cls in MODELS:
+            self._register_model(converter, cls)
+        return converter
+
+    def _register_model(self, converter: cattrs.Converter, cls: type) -> None:
+        names = self._wire_names[cls]
+        known = frozenset(names.values())
+        renames: dict[str, Any] = {field: override(rename=wire) for field, wire in names.items()}
+        base_structure: Callable[[Any, type], Any] = make_dict_structure_fn(
+            cls,
+            converter,
+            _cattrs_forbid_extra_keys=False,
+            extra=override(rename=_EXTRA_KEY, struct_hook=lambda value, _: value),
+            **renames,
+        )
+        base_unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+            cls, converter, extra=override(omit=True), **renames
+        )
+
+        def structure(data: Any, target: type) -> Any:
+            if type(data) is not dict:
+                raise TypeError(f"expected an object, got {type(data).__name__}")
+            unknown = data.keys() - known
+            if unknown:
+                data = {**data, _EXTRA_KEY: {key: data[key] for key in unknown}}
+            return base_structure(data, target)
+
+        def unstructure(obj: Any) -> dict[str, Any]:
+            # Known fields win over an unknown field that happens to share a name.
+            return {**obj.extra, **base_unstructure(obj)}
+
+        converter.register_structure_hook(cls, structure)
+        converter.register_unstructure_hook(cls, unstructure)
+
+    def structure(self, data: Any, cls: type[T], *, method: str, path: str) -> T:
+        """Decode one object, or raise `DecodeError` naming the JSON path."""
+        try:
+            return cast(T, self._structure_fns[cls](data, cls))
+        except Exception:  # noqa: BLE001 - re-decoded below to say precisely what failed
+            raise self._explain(data, cls, "$", method=method, path=path) from None
+
+    def structure_page(
+        self, body: Any, cls: type[T], *, offset: int, limit: int, keys: Any, method: str, path: str
+    ) -> Page[T]:
+        """Decode a page envelope; `keys` is the `PageFormat` naming its parts."""
+        if type(body) is not dict:
+            raise DecodeError("expected a JSON object (a page)", method=method, path=path)
+        data = body.get(keys.data_key)
+        if type(data) is not list:
+            raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
+        structure = self._structure_fns[cls]
+        try:
+            items = [structure(item, cls) for item in data]
+        except Exception:
+            for index, item in enumerate(data):
+                try:
+                    structure(item, cls)
+                except Exception:  # noqa: BLE001
+                    where = f"$.{keys.data_key}[{index}]"
+                    raise self._explain(item, cls, where, method=method, path=path) from None
+            raise  # pragma: no cover - the loop above always finds the item
+        meta = body.get(keys.meta_key)
+        total: int | None = None
+        if type(meta) is dict:
+            raw_total = meta.get(keys.total_key)
+            if raw_total is not None:
+                if type(raw_total) is not int or raw_total < 0:
+                    raise DecodeError(
+                        f"expected a non-negative integer at $.{keys.meta_key}.{keys.total_key}",
+                        method=method,
+                        path=path,
+                    )
+                total = raw_total
+        elif meta is not None:
+            raise DecodeError(f"expected an object at $.{keys.meta_key}", method=method, path=path)
+        return Page(items=items, offset=offset, limit=limit, total=total)
+
+    def unstructure(self, obj: Any) -> dict[str, Any]:
+        """A model as wire JSON (camelCase, unknown fields restored)."""
+        return cast(dict[str, Any], self._fast.unstructure(obj))
+
+    def _explain(self, data: Any, cls: type, where: str, *, method: str, path: str) -> DecodeError:
+        try:
+            self._detailed.structure(data, cls)
+        except cattrs.BaseValidationError as exc:
+            # cattrs names Python attributes; the reader knows the wire names.
+            wire = self._any_wire_name
+            details = "; ".join(
+                _FIELD_SEGMENT.sub(
+                    lambda m: "." + wire.get(m.group(1), m.group(1)),
+                    message.replace(" @ ", " at ", 1),
+                )
+                for message in cattrs.transform_error(exc, path=where)
+            )
+            return DecodeError(f"unexpected {cls.__name__}: {details}", method=method, path=path)
+        except Exception as exc:  # noqa: BLE001 - a hook's own message, no value in it
+            return DecodeError(
+                f"unexpected {cls.__name__} at {where}: {exc}", method=method, path=path
+            )
+        return DecodeError(f"unexpected {cls.__name__} at {where}", method=method, path=path)

@@ -1,0 +1,124 @@
+"""The contract's error table in one place: an HTTP answer -> a typed error."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from .errors import ApiError, BadRequest, Forbidden, NotFound, RateLimited, ServerError
+
+__all__ = ["error_for_response", "parse_retry_after"]
+
+_EXCERPT_LENGTH = 120
+_SPACES = re.compile(r"\s+")
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date).
+
+    Returns None for a missing or unreadable value; never a negative number.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
+        return None
+    return max(0.0, seconds)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown Status"
+
+
+def _describe_body(content: bytes, content_type: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The error envelope if the body is one, else a short printable excerpt."""
+    if not content.strip():
+        return None, "empty body"
+    try:
+        decoded = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
+        return decoded["error"], None
+    if "html" in content_type or content.lstrip()[:1] == b"<":
+        title = _TITLE.search(content[:4096])
+        if title:
+            text = title.group(1).decode("utf-8", "replace")
+            return None, f"HTML page titled {_SPACES.sub(' ', text).strip()[:_EXCERPT_LENGTH]!r}"
+        return None, "HTML page"
+    if decoded is None and "json" in content_type:
+        return None, "unreadable JSON body"
+    text = content[:_EXCERPT_LENGTH].decode("utf-8", "replace")
+    return None, f"body {_SPACES.sub(' ', text).strip()!r}"
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def error_for_response(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    method: str,
+    path: str,
+) -> ApiError:
+    """The typed error of an error answer (status >= 400, 401 excepted).
+
+    400 -> BadRequest, 403 -> Forbidden, 404 -> NotFound, 429 -> RateLimited
+    (with ``retry_after``), 5xx -> ServerError, any other -> ApiError.
+    """
+    envelope, excerpt = _describe_body(content, headers.get("content-type", "").lower())
+    code = _string(envelope.get("code")) if envelope else None
+    server_message = _string(envelope.get("message")) if envelope else None
+    request_id = _string(envelope.get("requestId")) if envelope else None
+    message = f"HTTP {status} {_reason(status)}"
+    if code:
+        message += f" [{code}]"
+    if server_message:
+        message += f": {server_message}"
+    elif excerpt:
+        message += f" ({excerpt})"
+    if request_id:
+        message += f" (request id {request_id})"
+    details: dict[str, Any] = {
+        "status_code": status,
+        "method": method,
+        "path": path,
+        "code": code,
+        "request_id": request_id,
+        "body_excerpt": excerpt,
+    }
+    if status == 400:
+        return BadRequest(message, **details)
+    if status == 403:
+        return Forbidden(message, **details)
+    if status == 404:
+        return NotFound(message, **details)
+    if status == 429:
+        return RateLimited(
+            message, retry_after=parse_retry_after(headers.get("retry-after")), **details
+        )
+    if status >= 500:
+        return ServerError(message, **details)
+    return ApiError(message, **details)
