@@ -1,0 +1,224 @@
+"""Fault injection: what can go wrong between a client and the API, on demand."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["FaultPlan", "Faults"]
+
+RetryAfterFormat = Literal["seconds", "http-date"]
+
+
+def _ids(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        raise TypeError("expected a collection of resource ids, not one string")
+    return frozenset(value)
+
+
+def _statuses(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+_fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
+_non_negative = attrs.validators.ge(0.0)
+_positive_or_none = attrs.validators.optional(attrs.validators.gt(0.0))
+
+
+def _server_errors(
+    instance: object, attribute: attrs.Attribute[Any], value: tuple[int, ...]
+) -> None:
+    if not value or any(not 500 <= status <= 599 for status in value):
+        raise ValueError(f"{attribute.name} must be a non-empty tuple of 5xx statuses")
+
+
+@attrs.define
+class Faults:
+    """What the sandbox does wrong, on purpose, to API requests.
+
+    Mutable: a change applies to the next request. Faults never touch the OAuth
+    or admin routes (only ``token_latency`` slows the token endpoint). Rates are
+    fractions in [0, 1], drawn from a random generator seeded with ``seed``.
+
+    A request meets them in this order: ``latency``; bearer authentication;
+    throttle bursts, ``rate_limit``, ``throttle_rate`` (429); ``error_rate``
+    (5xx); ``forbidden`` (403), ``missing`` (404) and the resource itself (404);
+    then the answer, possibly ``malformed``, without ``meta.total`` under
+    ``omit_total``, or dropped mid-body under ``drop_rate``.
+
+    Args:
+        latency: Seconds slept by every API request.
+        latency_jitter: Uniform +/- spread around ``latency`` (never below 0).
+        token_latency: Seconds slept by every token-endpoint request.
+        error_rate: Fraction of API requests answered with a status from
+            ``error_statuses``; 502, 503 and 504 carry an HTML body as a proxy
+            would, other statuses the JSON error body.
+        error_statuses: The 5xx statuses ``error_rate`` picks from.
+        throttle_rate: Fraction of API requests answered 429.
+        retry_after: ``Retry-After`` of ``throttle_rate`` answers, in seconds.
+        retry_after_format: ``"seconds"`` (an integer when integral, else a
+            decimal) or ``"http-date"`` (rounded up to the next whole second).
+        throttle_burst_every: Period of throttle bursts, in seconds since the
+            first request these burst settings applied to (so the first
+            request after setting them falls in a burst); ``None`` for no bursts.
+        throttle_burst_length: During ``[k * every, k * every + length)`` every
+            API request gets 429, ``Retry-After`` the rest of the burst.
+        rate_limit: Requests per second allowed (a token bucket); the excess gets
+            429 with ``Retry-After`` the time until the next token. ``None``: no limit.
+        rate_limit_burst: Bucket capacity; ``None`` means ``max(1, rate_limit)``.
+        drop_rate: Fraction of API requests whose connection drops mid-body: the
+            client sees :class:`httpx2.RemoteProtocolError`, over loopback and in-process.
+        forbidden: Resource ids answered 403 ``consent_required``, along with
+            every request on a resource beneath them.
+        missing: Resource ids answered 404, along with everything beneath them.
+        malformed: Resource ids whose answers (and those beneath them) are 200
+            with a truncated JSON body.
+        omit_total: Pages leave out ``meta.total``.
+        seed: Seed of the fault random generator; changing it restarts the sequence.
+
+    .. versionadded:: 0.1.0
+    """
+
+    latency: float = attrs.field(default=0.0, validator=_non_negative)
+    latency_jitter: float = attrs.field(default=0.0, validator=_non_negative)
+    token_latency: float = attrs.field(default=0.0, validator=_non_negative)
+    error_rate: float = attrs.field(default=0.0, validator=_fraction)
+    error_statuses: tuple[int, ...] = attrs.field(
+        default=(503,), converter=_statuses, validator=_server_errors
+    )
+    throttle_rate: float = attrs.field(default=0.0, validator=_fraction)
+    retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    retry_after_format: RetryAfterFormat = attrs.field(
+        default="seconds", validator=attrs.validators.in_(("seconds", "http-date"))
+    )
+    throttle_burst_every: float | None = attrs.field(default=None, validator=_positive_or_none)
+    throttle_burst_length: float = attrs.field(default=0.0, validator=_non_negative)
+    rate_limit: float | None = attrs.field(default=None, validator=_positive_or_none)
+    rate_limit_burst: float | None = attrs.field(default=None, validator=_positive_or_none)
+    drop_rate: float = attrs.field(default=0.0, validator=_fraction)
+    forbidden: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    missing: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    malformed: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    omit_total: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values (sets as sorted arrays)."""
+        out = attrs.asdict(self, recurse=False)
+        for name in ("forbidden", "missing", "malformed"):
+            out[name] = sorted(out[name])
+        out["error_statuses"] = list(self.error_statuses)
+        return out
+
+    def update(self, fields: dict[str, Any]) -> None:
+        """Set several fields at once, all or none.
+
+        Raises:
+            ValueError: A field is unknown or a value is invalid.
+        """
+        unknown = set(fields) - {f.name for f in attrs.fields(Faults)}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        try:
+            candidate = attrs.evolve(self, **fields)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+        for name in fields:
+            setattr(self, name, getattr(candidate, name))
+
+
+def _retry_after(seconds: float, fmt: RetryAfterFormat) -> str:
+    if fmt == "http-date":
+        # An HTTP date has whole seconds: round the instant up so a client never waits too little.
+        return formatdate(math.ceil(time.time() + seconds), usegmt=True)
+    # Millisecond resolution, rounded up, written as an integer when integral.
+    millis = math.ceil(round(seconds * 1000, 6))
+    whole, frac = divmod(millis, 1000)
+    return str(whole) if frac == 0 else f"{whole}.{frac:03d}".rstrip("0")
+
+
+@attrs.define
+class FaultPlan:
+    """The mutable state behind :class:`Faults`: the random generator and the bucket.
+
+    Not thread-safe; the sandbox calls it under its lock.
+    """
+
+    _seed: int | None = None
+    _rng: random.Random = attrs.field(factory=random.Random)
+    _tokens: float = 0.0
+    _refilled: float | None = None
+    _burst_key: tuple[int, float, float] | None = None
+    _burst_origin: float = 0.0
+
+    def _random(self, faults: Faults) -> random.Random:
+        if self._seed != faults.seed:
+            self._seed = faults.seed
+            self._rng.seed(faults.seed)
+        return self._rng
+
+    def _draw(self, faults: Faults, rate: float) -> bool:
+        # A fault that is off draws nothing: the sequence depends only on the faults in use.
+        return rate > 0.0 and self._random(faults).random() < rate
+
+    def latency(self, faults: Faults) -> float:
+        """Seconds to sleep for this request."""
+        if not faults.latency_jitter:
+            return faults.latency
+        jitter = self._random(faults).uniform(-faults.latency_jitter, faults.latency_jitter)
+        return max(0.0, faults.latency + jitter)
+
+    def throttle(self, faults: Faults) -> str | None:
+        """The ``Retry-After`` of a 429 to send instead of the answer, if a fault says so."""
+        now = time.monotonic()
+        every = faults.throttle_burst_every
+        if every is not None and faults.throttle_burst_length > 0:
+            key = (id(faults), every, faults.throttle_burst_length)
+            if key != self._burst_key:
+                # New burst settings: the first burst starts now, not at some
+                # arbitrary phase of a clock started long ago.
+                self._burst_key = key
+                self._burst_origin = now
+            phase = (now - self._burst_origin) % every
+            if phase < faults.throttle_burst_length:
+                rest = faults.throttle_burst_length - phase
+                return _retry_after(rest, faults.retry_after_format)
+        if faults.rate_limit is not None:
+            throttle = self._take_token(faults.rate_limit, faults, now)
+            if throttle is not None:
+                return throttle
+        else:
+            self._refilled = None
+        if self._draw(faults, faults.throttle_rate):
+            return _retry_after(faults.retry_after, faults.retry_after_format)
+        return None
+
+    def _take_token(self, rate: float, faults: Faults, now: float) -> str | None:
+        capacity = faults.rate_limit_burst or max(1.0, rate)
+        if self._refilled is None:
+            # A limit just switched on starts with a full bucket.
+            self._tokens = capacity
+        else:
+            self._tokens = min(capacity, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return _retry_after((1.0 - self._tokens) / rate, faults.retry_after_format)
+
+    def error_status(self, faults: Faults) -> int | None:
+        """A 5xx status to answer with, if ``error_rate`` says so."""
+        if not self._draw(faults, faults.error_rate):
+            return None
+        statuses = faults.error_statuses
+        return statuses[0] if len(statuses) == 1 else self._random(faults).choice(statuses)
+
+    def drop(self, faults: Faults) -> bool:
+        """Whether to drop this answer's connection mid-body."""
+        return self._draw(faults, faults.drop_rate)
