@@ -1,0 +1,47 @@
+"""`httpx2.Auth` that signs API requests with an account's bearer token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING
+
+import httpx2
+
+if TYPE_CHECKING:
+    from ._client import ClientStats
+    from ._oauth import WiserOAuth
+
+__all__ = ["BearerAuth"]
+
+
+class BearerAuth(httpx2.Auth):
+    """Puts the account's access token on each request; on 401, refreshes once and retries once.
+
+    The refresh is WiserOAuth's single-flight refresh, so a burst of 401s
+    (a token revoked mid-session) costs one token-endpoint call.
+    """
+
+    def __init__(self, oauth: WiserOAuth, account: str, stats: ClientStats) -> None:
+        self._oauth = oauth
+        self.account = account
+        self._stats = stats
+
+    def __repr__(self) -> str:
+        return f"BearerAuth(account={self.account!r})"
+
+    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
+        raise RuntimeError("BearerAuth works with httpx2.AsyncClient only")
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        token = await self._oauth.token(self.account)
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        self._stats.requests += 1
+        response = yield request
+        if response.status_code != 401:
+            return
+        token = await self._oauth.token(self.account, rejected=token)
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        self._stats.requests += 1
+        yield request

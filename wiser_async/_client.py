@@ -1,0 +1,378 @@
+"""`AsyncWiserClient`: typed access to the API through one private request path."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import quote, urlencode
+
+import anyio
+import attrs
+import httpx2
+import stamina
+
+from ._auth import BearerAuth
+from ._config import ApiConfig
+from ._convert import Codec
+from ._oauth import WiserOAuth
+from ._resources import Devices, Locations, Rooms, Sites
+from ._retry import RetryBudget, RetryPolicy, Throttle
+from ._status import error_for_response
+from .errors import (
+    AuthorizationRequired,
+    ConnectionFailed,
+    DecodeError,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+)
+from .models import Page
+
+__all__ = ["UNSET", "AsyncWiserClient", "ClientStats"]
+
+T = TypeVar("T")
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks an option left unset, where None already means something (no timeout)."""
+
+DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+@attrs.define
+class ClientStats:
+    """Counters of one client and every client sharing its connection pool.
+
+    Attributes:
+        requests: HTTP requests sent (retries and 401 re-sends included).
+        retries: Requests repeated after a transient failure or a 429.
+        throttled: 429 answers received.
+        failures: Calls that ended in an error, after retries.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    failures: int = 0
+
+
+class _Session:
+    """What clients of several accounts share: pool, limits, throttle, budget, stats."""
+
+    def __init__(
+        self,
+        *,
+        oauth: WiserOAuth,
+        config: ApiConfig,
+        http_client: httpx2.AsyncClient | None,
+        timeout: httpx2.Timeout | float | _Unset | None,
+        max_in_flight: int,
+        rate_limit: float | None,
+        retry: RetryPolicy,
+        max_response_bytes: int,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.oauth = oauth
+        self.config = config
+        self.codec = Codec(config.aliases)
+        self.base_url = config.base_url.rstrip("/")
+        self.owns_http = http_client is None
+        if http_client is None:
+            self.http = httpx2.AsyncClient(
+                timeout=DEFAULT_TIMEOUT if timeout is UNSET else timeout,
+                limits=httpx2.Limits(
+                    max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+                ),
+            )
+            self.request_options: dict[str, Any] = {}
+        else:
+            self.http = http_client
+            self.request_options = {} if timeout is UNSET else {"timeout": timeout}
+        self.max_in_flight = max_in_flight
+        self.limiter = anyio.CapacityLimiter(max_in_flight)
+        self.throttle = Throttle(rate_limit)
+        self.retry = retry
+        self.budget = RetryBudget(retry.budget_ratio, retry.budget_burst)
+        self.max_response_bytes = max_response_bytes
+        self.stats = ClientStats()
+
+
+class AsyncWiserClient:
+    """Typed async access to the Wiser Energy Monitoring Cloud API for one account.
+
+    Resources hang off the client: ``client.locations``, ``client.sites``,
+    ``client.rooms``, ``client.devices``. Every call goes through one request
+    path that signs with the account's token (refreshing once on 401),
+    bounds in-flight requests, paces to an optional rate, pauses the whole
+    client after a 429, retries transient failures within a budget and a
+    deadline, and maps errors to `wiser_async.errors`.
+
+    Use as an async context manager (or call `aclose`): it closes the HTTP
+    client if it created it, never one it borrowed.
+
+    Args:
+        oauth: Provides the account's tokens.
+        account: The account key whose token signs requests.
+        config: URLs, path templates, paging and field names.
+        http_client: An `httpx2.AsyncClient` to borrow (its connection pool,
+            proxies, TLS settings); by default the client creates its own.
+        timeout: Per-request timeout (seconds or `httpx2.Timeout`; None for
+            none). Unset: 30 s (10 s to connect), or the borrowed client's.
+        max_in_flight: Requests in flight at once, across every account and
+            task sharing this client.
+        rate_limit: Requests per second across the client, or None.
+        retry: Retry policy for transient failures.
+        max_response_bytes: Larger bodies are refused with `DecodeError`.
+    """
+
+    def __init__(
+        self,
+        oauth: WiserOAuth,
+        account: str,
+        *,
+        config: ApiConfig | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        timeout: httpx2.Timeout | float | _Unset | None = UNSET,
+        max_in_flight: int = 16,
+        rate_limit: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        session = _Session(
+            oauth=oauth,
+            config=config or ApiConfig(),
+            http_client=http_client,
+            timeout=timeout,
+            max_in_flight=max_in_flight,
+            rate_limit=rate_limit,
+            retry=retry or RetryPolicy(),
+            max_response_bytes=max_response_bytes,
+        )
+        self._setup(session, account)
+
+    def _setup(self, session: _Session, account: str) -> None:
+        self._session = session
+        self.account = account
+        self._auth = BearerAuth(session.oauth, account, session.stats)
+        self.locations = Locations(self)
+        self.sites = Sites(self)
+        self.rooms = Rooms(self)
+        self.devices = Devices(self)
+
+    def for_account(self, account: str) -> AsyncWiserClient:
+        """A client for another account sharing this one's pool, limits and stats."""
+        other = object.__new__(AsyncWiserClient)
+        other._setup(self._session, account)
+        return other
+
+    def __repr__(self) -> str:
+        return f"AsyncWiserClient(account={self.account!r}, base_url={self._session.base_url!r})"
+
+    @property
+    def config(self) -> ApiConfig:
+        """The API configuration in use."""
+        return self._session.config
+
+    @property
+    def oauth(self) -> WiserOAuth:
+        """The token provider."""
+        return self._session.oauth
+
+    @property
+    def stats(self) -> ClientStats:
+        """Request counters, shared with every `for_account` sibling."""
+        return self._session.stats
+
+    @property
+    def max_in_flight(self) -> int:
+        """The client-wide bound on requests in flight."""
+        return self._session.max_in_flight
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._session.owns_http:
+            await self._session.http.aclose()
+
+    def to_wire(self, model: Any) -> dict[str, Any]:
+        """A model as the API's JSON (camelCase, unknown fields restored)."""
+        return self._session.codec.unstructure(model)
+
+    # -- the request path --------------------------------------------------------
+
+    def _path(self, template: str, **params: str) -> str:
+        return template.format(**{name: quote(value, safe="") for name, value in params.items()})
+
+    async def _get_one(self, path: str, cls: type[T]) -> T:
+        body = await self._get_json(path, None)
+        return self._session.codec.structure(body, cls, method="GET", path=path)
+
+    async def _get_page(self, path: str, cls: type[T], *, offset: int, limit: int) -> Page[T]:
+        pages = self._session.config.pages
+        params = {pages.offset_param: offset, pages.limit_param: limit}
+        body = await self._get_json(path, params)
+        shown = f"{path}?{urlencode(params)}"
+        return self._session.codec.structure_page(
+            body, cls, offset=offset, limit=limit, keys=pages, method="GET", path=shown
+        )
+
+    async def _iter_pages(
+        self, path: str, cls: type[T], page_size: int | None
+    ) -> AsyncIterator[Page[T]]:
+        limit = page_size or self._session.config.pages.page_size
+        offset = 0
+        while True:
+            page = await self._get_page(path, cls, offset=offset, limit=limit)
+            yield page
+            if page.is_last:
+                return
+            offset += len(page.items)
+
+    async def _get_json(self, path: str, params: Mapping[str, Any] | None) -> Any:
+        shown = f"{path}?{urlencode(params)}" if params else path
+        content = await self._send("GET", path, params, shown)
+        try:
+            return json.loads(content)
+        except UnicodeDecodeError:
+            raise DecodeError("the body is not UTF-8 text", method="GET", path=shown) from None
+        except json.JSONDecodeError as exc:
+            raise DecodeError(
+                f"the body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})",
+                method="GET",
+                path=shown,
+            ) from None
+
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, Any] | None, shown: str
+    ) -> bytes:
+        session = self._session
+        policy = session.retry
+        started = anyio.current_time()
+        attempt_number = 0
+
+        def retry_on(exc: Exception) -> bool | float:
+            if attempt_number >= policy.attempts:
+                return False
+            if isinstance(exc, RateLimited):
+                wait = policy.default_retry_after if exc.retry_after is None else exc.retry_after
+                if anyio.current_time() - started + wait > policy.deadline:
+                    return False
+                # The client-wide pause set on receipt does the waiting.
+                return 0.0
+            return isinstance(exc, ServerError | TransportError) and session.budget.try_spend()
+
+        # Retry machinery costs tens of microseconds per call, so the first
+        # attempt runs without it; a failure is replayed into stamina, which
+        # then decides, backs off and retries.
+        try:
+            return await self._attempt(method, path, params, shown)
+        except (ServerError, TransportError, RateLimited) as exc:
+            first_failure: Exception = exc
+        except Exception:
+            session.stats.failures += 1
+            raise
+        try:
+            async for attempt in stamina.retry_context(
+                on=retry_on,
+                attempts=policy.attempts,
+                timeout=max(0.0, policy.deadline - (anyio.current_time() - started)),
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    attempt_number = attempt.num
+                    if attempt_number == 1:
+                        raise first_failure  # noqa: TRY301 - replayed for stamina to decide
+                    session.stats.retries += 1
+                    return await self._attempt(method, path, params, shown)
+        except Exception:
+            session.stats.failures += 1
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self, method: str, path: str, params: Mapping[str, Any] | None, shown: str
+    ) -> bytes:
+        session = self._session
+        await session.throttle.wait_turn()
+        session.budget.on_request()
+        async with session.limiter:
+            try:
+                request = session.http.build_request(
+                    method, session.base_url + path, params=params, **session.request_options
+                )
+                response = await session.http.send(request, auth=self._auth, stream=True)
+                try:
+                    content = await self._read_body(response, method, shown)
+                finally:
+                    await response.aclose()
+            except httpx2.TimeoutException as exc:
+                raise RequestTimeout(
+                    f"no answer in time ({type(exc).__name__})", method=method, path=shown
+                ) from exc
+            except httpx2.DecodingError as exc:
+                raise DecodeError(
+                    f"the body could not be decompressed ({type(exc).__name__})",
+                    method=method,
+                    path=shown,
+                ) from exc
+            except httpx2.TransportError as exc:
+                raise ConnectionFailed(
+                    f"the connection failed or dropped ({type(exc).__name__})",
+                    method=method,
+                    path=shown,
+                ) from exc
+        status = response.status_code
+        if status < 400:
+            return content
+        if status == 401:
+            raise AuthorizationRequired(
+                self.account, "the API refused the token after a refresh", method=method, path=shown
+            )
+        error = error_for_response(status, response.headers, content, method=method, path=shown)
+        if isinstance(error, RateLimited):
+            session.stats.throttled += 1
+            wait = error.retry_after
+            session.throttle.pause(session.retry.default_retry_after if wait is None else wait)
+        raise error
+
+    async def _read_body(self, response: httpx2.Response, method: str, shown: str) -> bytes:
+        limit = self._session.max_response_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise DecodeError(
+                f"the body of {declared} bytes exceeds the {limit}-byte limit",
+                method=method,
+                path=shown,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise DecodeError(
+                    f"the body exceeds the {limit}-byte limit", method=method, path=shown
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,114 @@
+"""Retry policy, the client-wide retry budget, and the client-wide throttle."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import attrs
+
+__all__ = ["RetryBudget", "RetryPolicy", "Throttle"]
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How transient failures (5xx, 429, timeouts, dropped connections) are retried.
+
+    Backoff is exponential with jitter (``wait_initial * 2**n + U(0, wait_jitter)``,
+    capped at ``wait_max``); a 429's ``Retry-After`` replaces the backoff. A
+    400, 403, 404 or undecodable body is never retried.
+
+    Attributes:
+        attempts: Attempts per request, the first included.
+        deadline: Seconds after a request's first attempt past which no retry starts.
+        wait_initial: First backoff, in seconds.
+        wait_max: Largest backoff, in seconds.
+        wait_jitter: Largest random addition to each backoff, in seconds.
+        budget_ratio: Retries the client may make per request it sends,
+            averaged over time: it keeps a failing API from being hit by a
+            retry storm. 0.2 allows one retry for every five requests.
+        budget_burst: Retries allowed at once before the ratio applies.
+        default_retry_after: The pause after a 429 that did not say how long.
+    """
+
+    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    deadline: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    wait_initial: float = 0.2
+    wait_max: float = 10.0
+    wait_jitter: float = 0.5
+    budget_ratio: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
+    budget_burst: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
+    default_retry_after: float = 1.0
+
+
+class RetryBudget:
+    """A token bucket of retries shared by every request of a client.
+
+    Each request sent deposits `ratio` tokens, each retry withdraws one; the
+    balance never exceeds `burst`. 429 answers with ``Retry-After`` do not
+    draw on it: the server said when to come back.
+    """
+
+    def __init__(self, ratio: float, burst: float) -> None:
+        self._ratio = ratio
+        self._burst = burst
+        self._balance = burst
+
+    def on_request(self) -> None:
+        """Credit one request sent."""
+        self._balance = min(self._burst, self._balance + self._ratio)
+
+    def try_spend(self) -> bool:
+        """Take one retry from the budget; False if it is exhausted."""
+        if self._balance >= 1.0:
+            self._balance -= 1.0
+            return True
+        return False
+
+
+class Throttle:
+    """Client-wide pacing: an optional request rate and pauses after 429s.
+
+    Every request of a client (all accounts, all levels of a crawl) waits
+    here before it is sent. `pause` stops them all until a time, which is how
+    one ``Retry-After`` slows the whole client rather than one request.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("rate_limit must be a positive number of requests per second")
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next_slot = -math.inf
+        self._paused_until = -math.inf
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second, or None if unpaced."""
+        return 1.0 / self._interval if self._interval else None
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request until `seconds` from now (never shortens a pause)."""
+        self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
+
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0 if none)."""
+        return max(0.0, self._paused_until - anyio.current_time())
+
+    async def wait_turn(self) -> None:
+        """Wait until this request may be sent."""
+        while True:
+            now = anyio.current_time()
+            if self._paused_until > now:
+                await anyio.sleep(self._paused_until - now)
+                continue
+            if not self._interval:
+                return
+            # Reserve the next free slot (GCRA with a burst of one): requests go
+            # out evenly spaced, never in bursts that trip the server's limiter.
+            slot = max(self._next_slot, now)
+            self._next_slot = slot + self._interval
+            if slot > now:
+                await anyio.sleep(slot - now)
+            if self._paused_until <= anyio.current_time():
+                return
+            # A 429 paused the client while this request waited for its slot.
