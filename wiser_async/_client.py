@@ -74,6 +74,7 @@ class _Session:
         oauth: WiserOAuth,
         config: ApiConfig,
         http_client: httpx2.AsyncClient | None,
+        transport: httpx2.AsyncBaseTransport | None,
         timeout: httpx2.Timeout | float | _Unset | None,
         max_in_flight: int,
         rate_limit: float | None,
@@ -87,12 +88,15 @@ class _Session:
         self.codec = Codec(config.aliases)
         self.base_url = config.base_url.rstrip("/")
         self.owns_http = http_client is None
+        if http_client is not None and transport is not None:
+            raise TypeError("give http_client= or transport=, not both")
         if http_client is None:
             self.http = httpx2.AsyncClient(
                 timeout=DEFAULT_TIMEOUT if timeout is UNSET else timeout,
                 limits=httpx2.Limits(
                     max_connections=max_in_flight, max_keepalive_connections=max_in_flight
                 ),
+                transport=transport,
             )
             self.request_options: dict[str, Any] = {}
         else:
@@ -126,6 +130,8 @@ class AsyncWiserClient:
         config: URLs, path templates, paging and field names.
         http_client: An `httpx2.AsyncClient` to borrow (its connection pool,
             proxies, TLS settings); by default the client creates its own.
+        transport: An httpx2 transport for the HTTP client it creates (such
+            as the sandbox's in-process one).
         timeout: Per-request timeout (seconds or `httpx2.Timeout`; None for
             none). Unset: 30 s (10 s to connect), or the borrowed client's.
         max_in_flight: Requests in flight at once, across every account and
@@ -142,6 +148,7 @@ class AsyncWiserClient:
         *,
         config: ApiConfig | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         timeout: httpx2.Timeout | float | _Unset | None = UNSET,
         max_in_flight: int = 16,
         rate_limit: float | None = None,
@@ -152,6 +159,7 @@ class AsyncWiserClient:
             oauth=oauth,
             config=config or ApiConfig(),
             http_client=http_client,
+            transport=transport,
             timeout=timeout,
             max_in_flight=max_in_flight,
             rate_limit=rate_limit,

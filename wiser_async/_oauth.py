@@ -58,6 +58,24 @@ class AuthorizationRequest:
     code_verifier: str = attrs.field(repr=False)
     redirect_uri: str
 
+    def to_dict(self) -> dict[str, str]:
+        """What the callback needs, for a server-side session (it holds the verifier)."""
+        return {
+            "state": self.state,
+            "code_verifier": self.code_verifier,
+            "redirect_uri": self.redirect_uri,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> AuthorizationRequest:
+        """Rebuild a pending authorization from `to_dict`'s output (``url`` is not kept)."""
+        return cls(
+            url="",
+            state=data["state"],
+            code_verifier=data["code_verifier"],
+            redirect_uri=data["redirect_uri"],
+        )
+
 
 @attrs.frozen
 class _Cached:

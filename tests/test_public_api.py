@@ -1,0 +1,117 @@
+"""The public surface: exactly the intended names, importable as the design says."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx2
+import pytest
+
+import token_stores
+import wiser_async
+from tests.support import issue, make_client, make_oauth, secrets_of
+from token_stores import MemoryTokenStore
+from wiser_async.sandbox import Sandbox, SandboxUrls
+
+
+def test_wiser_async_exports_exactly_the_intended_names() -> None:
+    assert set(wiser_async.__all__) == {
+        "DEFAULT_AUTHORIZE_URL",
+        "DEFAULT_BASE_URL",
+        "DEFAULT_TOKEN_URL",
+        "UNSET",
+        "Address",
+        "ApiConfig",
+        "AsyncWiserClient",
+        "AuthorizationRequest",
+        "ClientStats",
+        "Device",
+        "DeviceCategory",
+        "DeviceStatus",
+        "DeviceUsage",
+        "Location",
+        "Page",
+        "PageFormat",
+        "Paths",
+        "RetryPolicy",
+        "Room",
+        "RoomType",
+        "Site",
+        "SiteType",
+        "WiserOAuth",
+    }
+    for name in wiser_async.__all__:
+        assert getattr(wiser_async, name) is not None
+
+
+def test_token_stores_exports_exactly_the_intended_names() -> None:
+    assert set(token_stores.__all__) == {
+        "DEFAULT_LOCK_TIMEOUT",
+        "CorruptTokenData",
+        "DecryptionError",
+        "LockTimeout",
+        "MemoryTokenStore",
+        "StoreUnavailable",
+        "Token",
+        "TokenStore",
+        "TokenStoreError",
+    }
+
+
+def test_design_names_import() -> None:
+    from token_stores import MemoryTokenStore, Token, TokenStore  # noqa: F401
+    from wiser_async import (  # noqa: F401
+        AsyncWiserClient,
+        Device,
+        Location,
+        Room,
+        Site,
+        WiserOAuth,
+    )
+    from wiser_async.errors import (  # noqa: F401
+        ApiError,
+        AuthorizationRequired,
+        RateLimited,
+        WiserError,
+    )
+    from wiser_async.sandbox import Sandbox as SandboxClass  # noqa: F401
+
+
+def test_token_stores_never_imports_wiser_async() -> None:
+    import ast
+    from pathlib import Path
+
+    for path in Path(token_stores.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [alias.name for alias in getattr(node, "names", [])]
+                assert not any(name.startswith("wiser_async") for name in names), path
+
+
+def test_httpx_alias_hook_is_never_installed() -> None:
+    import sys
+
+    from httpx2._alias import _AliasFinder
+
+    assert not any(isinstance(finder, _AliasFinder) for finder in sys.meta_path)
+    assert "httpx" not in sys.modules or sys.modules["httpx"] is not httpx2
+
+
+async def test_debug_logs_of_a_whole_session_contain_no_secret(
+    sandbox: Sandbox, urls: SandboxUrls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = MemoryTokenStore()
+    first = await issue(sandbox, store, "acct", expired=True)
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls) as client:
+        await client.locations.list()
+        sandbox.revoke_access_tokens()
+        await client.locations.list()
+        latest = await store.load("acct")
+        assert latest is not None
+        request = oauth.authorization_request()
+    text = caplog.text
+    assert "HTTP Request" in text or caplog.records  # logging was on
+    for secret in [*secrets_of(first, latest), request.code_verifier]:
+        assert secret not in text
