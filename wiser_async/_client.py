@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote, urlencode
@@ -17,6 +18,7 @@ import stamina
 from ._auth import BearerAuth
 from ._config import ApiConfig
 from ._convert import Codec
+from ._crawl import CrawlResult, DevicesBy, Walk, _Batch, _TreeBuilder, open_walk
 from ._oauth import WiserOAuth
 from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RetryBudget, RetryPolicy, Throttle
@@ -222,6 +224,74 @@ class AsyncWiserClient:
         if self._session.owns_http:
             await self._session.http.aclose()
 
+    # -- crawls -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def walk(
+        self,
+        *,
+        accounts: Sequence[str] | None = None,
+        devices_by: DevicesBy = "site",
+        page_size: int | None = None,
+        deadline: float | None = None,
+        buffer: int = 4,
+    ) -> AsyncIterator[Walk]:
+        """Walk the portfolio, yielding nodes as they are found.
+
+        ::
+
+            async with client.walk() as walk:
+                async for node in walk:
+                    ...
+            print(walk.failures, walk.stats)
+
+        Memory is bounded by the parallelism and the page size, not by the
+        portfolio: a slow consumer slows the walk. Leaving the block stops
+        it; no task outlives the block. A 403, 404 or undecodable body is
+        recorded in ``walk.failures`` and the walk goes on beside and below.
+
+        Args:
+            accounts: Account keys to walk (default: this client's account),
+                sharing this client's pool and in-flight limit, fairly.
+            devices_by: ``"site"``: one device listing per site, devices
+                grouped into rooms by their ``roomId``; ``"room"``: one listing
+                per room, plus the site's listing for devices in no room.
+            page_size: Items per page (default: the API's maximum).
+            deadline: Seconds; what is not read by then is reported as a
+                failure of kind ``deadline``.
+            buffer: Pages of results held for a slow consumer.
+        """
+        async with open_walk(
+            self,
+            accounts=accounts,
+            devices_by=devices_by,
+            page_size=page_size,
+            deadline=deadline,
+            buffer=buffer,
+        ) as walk:
+            yield walk
+
+    async def crawl(
+        self,
+        *,
+        accounts: Sequence[str] | None = None,
+        devices_by: DevicesBy = "site",
+        page_size: int | None = None,
+        deadline: float | None = None,
+    ) -> CrawlResult:
+        """Walk the whole portfolio and gather it into trees, with failures and stats.
+
+        Takes the options of `walk`.
+        """
+        builder = _TreeBuilder()
+        async with self.walk(
+            accounts=accounts, devices_by=devices_by, page_size=page_size, deadline=deadline
+        ) as walk:
+            async for event in walk.events():
+                if isinstance(event, _Batch):
+                    builder.add(event)
+        return builder.result(accounts or [self.account], walk.failures, walk.stats)
+
     def to_wire(self, model: Any) -> dict[str, Any]:
         """A model as the API's JSON (camelCase, unknown fields restored)."""
         return self._session.codec.unstructure(model)
@@ -235,13 +305,28 @@ class AsyncWiserClient:
         body = await self._get_json(path, None)
         return self._session.codec.structure(body, cls, method="GET", path=path)
 
-    async def _get_page(self, path: str, cls: type[T], *, offset: int, limit: int) -> Page[T]:
+    async def _get_page(
+        self,
+        path: str,
+        cls: type[T],
+        *,
+        offset: int,
+        limit: int,
+        on_item_error: Callable[[DecodeError], None] | None = None,
+    ) -> Page[T]:
         pages = self._session.config.pages
         params = {pages.offset_param: offset, pages.limit_param: limit}
         body = await self._get_json(path, params)
         shown = f"{path}?{urlencode(params)}"
         return self._session.codec.structure_page(
-            body, cls, offset=offset, limit=limit, keys=pages, method="GET", path=shown
+            body,
+            cls,
+            offset=offset,
+            limit=limit,
+            keys=pages,
+            method="GET",
+            path=shown,
+            on_item_error=on_item_error,
         )
 
     async def _iter_pages(
@@ -254,7 +339,7 @@ class AsyncWiserClient:
             yield page
             if page.is_last:
                 return
-            offset += len(page.items)
+            offset += page.size
 
     async def _get_json(self, path: str, params: Mapping[str, Any] | None) -> Any:
         shown = f"{path}?{urlencode(params)}" if params else path

@@ -59,6 +59,8 @@ class PageFormat:
         data_key: Envelope key of the items.
         meta_key: Envelope key of the paging metadata.
         total_key: Key of the collection size inside the metadata (may be absent).
+        limit_key: Key of the page size the server applied, inside the
+            metadata; a page that fills it is not the last.
     """
 
     offset_param: str = "offset"
@@ -68,6 +70,7 @@ class PageFormat:
     data_key: str = "data"
     meta_key: str = "meta"
     total_key: str = "total"
+    limit_key: str = "limit"
 
 
 @attrs.frozen(kw_only=True)

@@ -16,6 +16,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._config import PageFormat
 from .errors import DecodeError
 from .models import (
     Address,
@@ -210,28 +211,51 @@ class Codec:
             raise self._explain(data, cls, "$", method=method, path=path) from None
 
     def structure_page(
-        self, body: Any, cls: type[T], *, offset: int, limit: int, keys: Any, method: str, path: str
+        self,
+        body: Any,
+        cls: type[T],
+        *,
+        offset: int,
+        limit: int,
+        keys: PageFormat,
+        method: str,
+        path: str,
+        on_item_error: Callable[[DecodeError], None] | None = None,
     ) -> Page[T]:
-        """Decode a page envelope; `keys` is the `PageFormat` naming its parts."""
+        """Decode a page envelope; `keys` is the `PageFormat` naming its parts.
+
+        An undecodable item fails the whole page, unless `on_item_error` is
+        given: then it is reported there and skipped (`Page.skipped` counts it).
+        """
         if type(body) is not dict:
             raise DecodeError("expected a JSON object (a page)", method=method, path=path)
         data = body.get(keys.data_key)
         if type(data) is not list:
             raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
         structure = self._structure_fns[cls]
+        skipped = 0
         try:
             items = [structure(item, cls) for item in data]
-        except Exception:
+        except Exception:  # noqa: BLE001 - any hook error; the slow path below explains it
+            # The slow path, only for a page with a bad item: find and explain it.
+            items = []
             for index, item in enumerate(data):
                 try:
-                    structure(item, cls)
-                except Exception:  # noqa: BLE001
+                    items.append(structure(item, cls))
+                except Exception:  # noqa: BLE001 - explained by _explain
                     where = f"$.{keys.data_key}[{index}]"
-                    raise self._explain(item, cls, where, method=method, path=path) from None
-            raise  # pragma: no cover - the loop above always finds the item
+                    error = self._explain(item, cls, where, method=method, path=path)
+                    if on_item_error is None:
+                        raise error from None
+                    on_item_error(error)
+                    skipped += 1
         meta = body.get(keys.meta_key)
         total: int | None = None
         if type(meta) is dict:
+            # The limit the server applied: a page that fills it is not the last.
+            served_limit = meta.get(keys.limit_key)
+            if type(served_limit) is int and 0 < served_limit < limit:
+                limit = served_limit
             raw_total = meta.get(keys.total_key)
             if raw_total is not None:
                 if type(raw_total) is not int or raw_total < 0:
@@ -243,7 +267,7 @@ class Codec:
                 total = raw_total
         elif meta is not None:
             raise DecodeError(f"expected an object at $.{keys.meta_key}", method=method, path=path)
-        return Page(items=items, offset=offset, limit=limit, total=total)
+        return Page(items=items, offset=offset, limit=limit, total=total, skipped=skipped)
 
     def unstructure(self, obj: Any) -> dict[str, Any]:
         """A model as wire JSON (camelCase, unknown fields restored)."""

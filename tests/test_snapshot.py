@@ -1,0 +1,250 @@
+"""Crawl outputs: resumable JSONL, JSON documents, and snapshot diffs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.support import issue, make_client, make_oauth
+from token_stores import MemoryTokenStore
+from wiser_async import (
+    AsyncWiserClient,
+    crawl_to_json,
+    crawl_to_jsonl,
+    diff_snapshots,
+    read_snapshot,
+)
+from wiser_async._snapshot import checkpoint_path
+from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
+
+from .conftest import SPEC
+
+TOTAL_NODES = SPEC.locations * (
+    1 + SPEC.sites_per_location * (1 + SPEC.rooms_per_site + SPEC.devices_per_site)
+)
+
+
+@asynccontextmanager
+async def connected(sandbox: Sandbox, urls: SandboxUrls) -> AsyncIterator[AsyncWiserClient]:
+    store = MemoryTokenStore()
+    await issue(sandbox, store, "acct")
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls) as client:
+        yield client
+
+
+def node_keys(path: Path) -> Counter[tuple[str, str]]:
+    return Counter(
+        (record["type"], record["data"]["id"])
+        for record in read_snapshot(path)
+        if record["type"] != "failure"
+    )
+
+
+async def test_jsonl_holds_every_node_once_with_parents_and_a_complete_mark(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        failures, stats = await crawl_to_jsonl(client, output, page_size=5)
+    assert failures == []
+    keys = node_keys(output)
+    assert len(keys) == TOTAL_NODES
+    assert set(keys.values()) == {1}
+    devices = [record for record in read_snapshot(output) if record["type"] == "device"]
+    portfolio = sandbox.portfolio_for()
+    for record in devices[:20]:
+        truth = portfolio.device(record["data"]["id"])
+        assert truth is not None
+        assert record["siteId"] == truth["siteId"]
+        assert record["roomId"] == truth["roomId"]
+        assert record["locationId"] is not None
+        assert record["account"] == "acct"
+    assert stats.devices == len(devices)
+    marks = checkpoint_path(output).read_text().splitlines()
+    assert json.loads(marks[-1]) == {"complete": True}
+
+
+async def test_interrupted_crawl_resumes_to_the_same_set_without_duplicates(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference.jsonl"
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await crawl_to_jsonl(client, reference, page_size=5)
+        sandbox.faults = Faults(latency=0.1)
+        with anyio.move_on_after(0.35):
+            await crawl_to_jsonl(client, output, page_size=5)
+        partial = node_keys(output)
+        assert 0 < len(partial) < TOTAL_NODES
+        sandbox.reset_stats()
+        sandbox.faults = Faults()
+        await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert node_keys(output) == node_keys(reference)
+    # Finished sites were not read again.
+    assert sandbox.stats.requests < 1 + SPEC.locations * (1 + 2 * SPEC.sites_per_location) * 3
+
+
+async def test_resume_cuts_a_half_written_unit_and_a_torn_checkpoint_line(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference.jsonl"
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await crawl_to_jsonl(client, reference, page_size=5)
+        sandbox.faults = Faults(latency=0.1)
+        with anyio.move_on_after(0.35):
+            await crawl_to_jsonl(client, output, page_size=5)
+        # What a SIGKILL in the middle of both writes leaves behind.
+        with output.open("ab") as file:
+            file.write(b'{"type":"device","account":"acct","data":{"id":"torn')
+        with checkpoint_path(output).open("ab") as file:
+            file.write(b'{"unit":["site","acct","x"],"off')
+        sandbox.faults = Faults()
+        await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert node_keys(output) == node_keys(reference)
+
+
+async def test_resuming_a_complete_crawl_reads_nothing(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await crawl_to_jsonl(client, output)
+        before = output.read_bytes()
+        sandbox.reset_stats()
+        failures, _ = await crawl_to_jsonl(client, output, resume=True)
+    assert failures == []
+    assert sandbox.stats.requests == 0
+    assert output.read_bytes() == before
+
+
+async def test_a_deadline_leaves_a_resumable_crawl(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        sandbox.faults = Faults(latency=0.05)
+        failures, _ = await crawl_to_jsonl(client, output, page_size=5, deadline=0.3)
+        assert {failure.kind for failure in failures} == {"deadline"}
+        assert '"complete"' not in checkpoint_path(output).read_text()
+        sandbox.faults = Faults()
+        failures, _ = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert failures == []
+    assert len(node_keys(output)) == TOTAL_NODES
+
+
+async def test_failures_are_written_with_their_unit(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    portfolio = sandbox.portfolio_for()
+    site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
+    sandbox.faults = Faults(forbidden=frozenset({site_id}))
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        failures, _ = await crawl_to_jsonl(client, output)
+    written = [record for record in read_snapshot(output) if record["type"] == "failure"]
+    assert len(written) == len(failures) == 2
+    assert {record["kind"] for record in written} == {"forbidden"}
+    assert all(record["site_id"] == site_id for record in written)
+
+
+async def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    output = tmp_path / "crawl.jsonl"
+    output.write_text('{"type":"location"}\n')
+    with pytest.raises(ValueError, match="no checkpoint"):
+        await crawl_to_jsonl(None, output, resume=True)  # type: ignore[arg-type]
+
+
+async def test_json_document_and_jsonl_hold_the_same_portfolio(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    document = tmp_path / "crawl.json"
+    lines = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        result = await crawl_to_json(client, document)
+        await crawl_to_jsonl(client, lines)
+    parsed = json.loads(document.read_text())
+    assert set(parsed) == {"accounts", "failures", "stats"}
+    assert parsed["stats"]["devices"] == result.stats.devices
+    assert node_keys(document) == node_keys(lines)
+    assert diff_snapshots(document, lines).empty
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def device(device_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "device",
+        "account": "a",
+        "siteId": "s",
+        "roomId": None,
+        "data": {"id": device_id, "siteId": "s", "status": "online", **fields},
+    }
+
+
+def test_diff_reports_added_removed_and_changed_devices(tmp_path: Path) -> None:
+    old = write_records(
+        tmp_path / "old.jsonl",
+        [
+            {"type": "site", "account": "a", "data": {"id": "s"}},
+            device("d1"),
+            device("d2", firmwareVersion="1.0"),
+            device("d3"),
+        ],
+    )
+    new = write_records(
+        tmp_path / "new.jsonl",
+        [device("d2", firmwareVersion="1.1", status="offline"), device("d3"), device("d4")],
+    )
+    diff = diff_snapshots(old, new)
+    assert [record["data"]["id"] for record in diff.added] == ["d4"]
+    assert [record["data"]["id"] for record in diff.removed] == ["d1"]
+    assert len(diff.changed) == 1
+    change = diff.changed[0]
+    assert (change.account, change.id) == ("a", "d2")
+    assert change.fields == {"firmwareVersion": ("1.0", "1.1"), "status": ("online", "offline")}
+    assert not diff.empty
+
+
+def test_diff_ignores_the_fields_asked_and_matches_by_account(tmp_path: Path) -> None:
+    old = write_records(tmp_path / "old.jsonl", [device("d1", lastSeenAt="2026-01-01T00:00:00Z")])
+    new = write_records(tmp_path / "new.jsonl", [device("d1", lastSeenAt="2026-01-02T00:00:00Z")])
+    assert not diff_snapshots(old, new).empty
+    assert diff_snapshots(old, new, ignore=["lastSeenAt"]).empty
+    other_account = write_records(tmp_path / "b.jsonl", [{**device("d1"), "account": "b"}])
+    diff = diff_snapshots(old, other_account, ignore=["lastSeenAt"])
+    assert len(diff.added) == len(diff.removed) == 1
+
+
+def test_diff_of_two_sandbox_portfolios(tmp_path: Path) -> None:
+    def snapshot(name: str, devices_per_site: int) -> Path:
+        sandbox = Sandbox(
+            SPEC.__class__(locations=1, sites_per_location=1, devices_per_site=devices_per_site)
+        )
+        portfolio = sandbox.portfolio_for()
+        return write_records(
+            tmp_path / name,
+            [{"type": "device", "account": "a", "data": record} for record in portfolio.devices()],
+        )
+
+    diff = diff_snapshots(snapshot("old.jsonl", 10), snapshot("new.jsonl", 12))
+    assert len(diff.added) == 2
+    assert diff.removed == []
+    assert diff.changed == []
+
+
+def test_unreadable_snapshot_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"type": "device", "data": {"id": "d"}}\n{broken\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        list(read_snapshot(path))
