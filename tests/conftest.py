@@ -7,6 +7,7 @@ counters before each test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -51,3 +52,45 @@ def sandbox(served_sandbox: tuple[Sandbox, SandboxUrls]) -> Sandbox:
 def urls(served_sandbox: tuple[Sandbox, SandboxUrls]) -> SandboxUrls:
     """Where the session's sandbox listens."""
     return served_sandbox[1]
+
+
+# -- Redis ----------------------------------------------------------------------------
+# redis-py's asyncio client does not run on trio: tests that use Redis run on
+# asyncio only (their trio variants are deselected, not skipped). Without a
+# reachable Redis they skip, unless WISER_REQUIRE_REDIS=1 (as in CI) makes
+# that a failure.
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        backend = params.params.get("anyio_backend") if params is not None else None
+        uses_redis = "redis_url" in getattr(item, "fixturenames", ()) or (
+            params is not None and "redis" in params.params.values()
+        )
+        if uses_redis:
+            item.add_marker(pytest.mark.redis)
+        if backend == "trio" and (uses_redis or item.get_closest_marker("asyncio_only")):
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of a Redis the tests may use (keys under unique prefixes)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        if os.environ.get("WISER_REQUIRE_REDIS") == "1":
+            pytest.fail(f"WISER_REQUIRE_REDIS=1 but Redis at {REDIS_URL} is unreachable: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    return REDIS_URL

@@ -270,3 +270,32 @@ def test_repr_of_oauth_objects_hides_secrets(urls: SandboxUrls) -> None:
     request = oauth.authorization_request()
     assert request.code_verifier not in repr(request)
     assert CLIENT_SECRET not in repr(oauth)
+
+
+class CountingStore(MemoryTokenStore):
+    """A memory store that counts the round trips a slow store would make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    async def load(self, key: str) -> Token | None:
+        self.loads += 1
+        return await super().load(key)
+
+
+async def test_a_valid_cached_token_costs_no_store_round_trip_and_a_401_rereads_it(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    store = CountingStore()
+    await issue(sandbox, store, "acct")
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls) as client:
+        await client.locations.page()
+        first_loads = store.loads
+        for _ in range(100):
+            await client.locations.page()
+        assert store.loads == first_loads == 1
+        sandbox.revoke_access_tokens()
+        await client.locations.page()  # 401: the store is read again before refreshing
+        assert store.loads == first_loads + 1
+        assert sandbox.stats.token_requests == {"refresh_token": 1}

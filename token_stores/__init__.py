@@ -5,23 +5,31 @@ string naming one customer's authorization) to a `Token`, and offers the
 per-key lock and compare-and-set that a single-flight refresh needs.
 """
 
+from ._crypto import Encryption
 from ._errors import (
     CorruptTokenData,
     DecryptionError,
+    InsecurePermissions,
     LockTimeout,
     StoreUnavailable,
     TokenStoreError,
 )
+from ._file import FileTokenStore
 from ._memory import MemoryTokenStore
 from ._protocol import DEFAULT_LOCK_TIMEOUT, TokenStore
+from ._redis import RedisTokenStore
 from ._token import Token
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "CorruptTokenData",
     "DecryptionError",
+    "Encryption",
+    "FileTokenStore",
+    "InsecurePermissions",
     "LockTimeout",
     "MemoryTokenStore",
+    "RedisTokenStore",
     "StoreUnavailable",
     "Token",
     "TokenStore",

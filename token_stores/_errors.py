@@ -6,7 +6,8 @@
     ├── LockTimeout          the per-account lock was not acquired in time
     ├── StoreUnavailable     the backing service or file system failed (I/O, Redis down)
     ├── CorruptTokenData     stored bytes do not decode to a token; never silently replaced
-    └── DecryptionError      stored bytes were encrypted with another key, or tampered with
+    ├── DecryptionError      stored bytes were encrypted with another key, or tampered with
+    └── InsecurePermissions  a token file is readable by group or others
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class CorruptTokenData(TokenStoreError):
 
 class DecryptionError(TokenStoreError):
     """Stored data could not be decrypted with the configured keys (wrong key or tampering)."""
+
+
+class InsecurePermissions(TokenStoreError):
+    """A token file can be read by users other than its owner."""

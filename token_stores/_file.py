@@ -1,0 +1,321 @@
+"""`FileTokenStore`: one file per account in a directory, crash-safe, locked across processes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from ._crypto import Encryption
+from ._errors import CorruptTokenData, InsecurePermissions, LockTimeout, StoreUnavailable
+from ._protocol import DEFAULT_LOCK_TIMEOUT
+from ._sealing import open_token, seal_token
+from ._token import Token
+
+__all__ = ["FileTokenStore"]
+
+T = TypeVar("T")
+
+_FORMAT = 1
+_SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# Internal writes hold their lock for a few milliseconds; poll it briefly.
+_WRITE_LOCK_TIMEOUT = 30.0
+
+
+def _file_stem(key: str) -> str:
+    # Readable names for plain keys; a digest for anything a file name cannot hold.
+    if _SAFE_KEY.fullmatch(key) and not key.startswith("."):
+        return f"k-{key}"
+    return "h-" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class FileTokenStore:
+    """Tokens in a directory, one JSON file per account.
+
+    - **Crash-safe:** a write goes to a temporary file that is fsync'ed and
+      renamed over the old one, then the directory is fsync'ed: a reader, or
+      a process that dies at any point, sees the old token or the new one,
+      never a torn file.
+    - **Private:** the directory is created 0700 and files 0600; a token file
+      that the group or others can read is refused (or warned about).
+    - **Locked across processes:** `lock` and every write take ``flock``
+      locks on files beside the token's, polled without blocking the event
+      loop; the kernel releases them when a process dies, so a crash leaves
+      no lock behind. POSIX only (``fcntl``).
+    - **Corrupt files are never replaced** silently: reading or writing over
+      one raises `CorruptTokenData` naming it; `delete` removes it.
+    - **Encrypted at rest** when given an `Encryption`.
+
+    Args:
+        directory: Where the files live; created if missing.
+        encryption: Encrypts tokens at rest; ``None`` stores JSON.
+        on_insecure_file: ``"refuse"`` (raise `InsecurePermissions`) or
+            ``"warn"`` when a token file is readable by group or others.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        encryption: Encryption | None = None,
+        on_insecure_file: Literal["refuse", "warn"] = "refuse",
+    ) -> None:
+        if on_insecure_file not in ("refuse", "warn"):
+            raise ValueError("on_insecure_file must be 'refuse' or 'warn'")
+        self.directory = Path(directory)
+        self.encryption = encryption
+        self.on_insecure_file = on_insecure_file
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FileTokenStore({str(self.directory)!r}, encryption={self.encryption!r})"
+
+    # -- paths and locks ----------------------------------------------------------
+
+    def path_of(self, key: str) -> Path:
+        """The file holding the token of `key`."""
+        return self.directory / f"{_file_stem(key)}.json"
+
+    @asynccontextmanager
+    async def _flock(self, path: Path, key: str, timeout: float) -> AsyncIterator[None]:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open lock file {path}: {exc.strerror}") from None
+        try:
+            deadline = anyio.current_time() + timeout
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if anyio.current_time() >= deadline:
+                        raise LockTimeout(key, timeout, f"file store {self.directory}") from None
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 0.02)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    @asynccontextmanager
+    async def lock(self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncIterator[None]:
+        """An exclusive lock on `key` across processes (``flock`` on ``<file>.lock``)."""
+        async with self._flock(self._sibling(key, ".lock"), key, timeout):
+            yield
+
+    def _sibling(self, key: str, suffix: str) -> Path:
+        return self.directory / f"{_file_stem(key)}{suffix}"
+
+    async def _write_locked(self, key: str, action: Callable[[], T]) -> T:
+        """Run `action` in a thread under the account's write lock.
+
+        Writes have their own lock, not `lock`'s: a refresher holds `lock`
+        while it calls `compare_and_set`.
+        """
+        async with self._flock(self._sibling(key, ".wlock"), key, _WRITE_LOCK_TIMEOUT):
+            return await anyio.to_thread.run_sync(action)
+
+    # -- reading and writing files (in worker threads) -------------------------------
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                message = (
+                    f"{path} is readable by group or others (mode {stat.filemode(mode)}): "
+                    "chmod 600 it"
+                )
+                if self.on_insecure_file == "refuse":
+                    raise InsecurePermissions(message)
+                warnings.warn(message, stacklevel=4)
+            data = file.read()
+        try:
+            envelope = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CorruptTokenData(
+                f"{path} is not a token file (not JSON); delete it to store a new token"
+            ) from None
+        if (
+            not isinstance(envelope, dict)
+            or envelope.get("format") != _FORMAT
+            or not isinstance(envelope.get("key"), str)
+            or not ("token" in envelope or isinstance(envelope.get("encrypted"), str))
+        ):
+            raise CorruptTokenData(
+                f"{path} is not a token file of this store (format {_FORMAT}); delete it to "
+                "store a new token"
+            )
+        return envelope
+
+    def _open(self, envelope: dict[str, Any], path: Path) -> Token:
+        if "encrypted" in envelope:
+            return open_token(envelope["encrypted"], True, self.encryption, where=str(path))
+        token = envelope["token"]
+        if not isinstance(token, dict):
+            raise CorruptTokenData(f"{path}: the token is not a JSON object")
+        try:
+            return Token.from_dict(token)
+        except CorruptTokenData as exc:
+            raise CorruptTokenData(f"{path}: {exc}") from None
+
+    def _load(self, key: str) -> Token | None:
+        path = self.path_of(key)
+        envelope = self._read(path)
+        return None if envelope is None else self._open(envelope, path)
+
+    def _write(self, key: str, token: Token) -> None:
+        path = self.path_of(key)
+        payload, encrypted = seal_token(token, self.encryption)
+        envelope: dict[str, Any] = {"format": _FORMAT, "key": key}
+        envelope["encrypted" if encrypted else "token"] = (
+            payload if encrypted else json.loads(payload)
+        )
+        data = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+        self._remove_stale_temporaries(path)
+        # mkstemp creates the file 0600 in the same directory, so the rename is atomic.
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            Path(temporary).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(temporary).unlink()
+            raise
+        self._sync_directory()
+
+    def _remove_stale_temporaries(self, path: Path) -> None:
+        # Left by a writer killed before its rename; safe to remove under the write lock.
+        for stale in self.directory.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        except OSError as exc:  # some file systems cannot fsync a directory
+            if exc.errno not in (errno.EINVAL, errno.EBADF):
+                raise
+        finally:
+            os.close(fd)
+
+    async def _io(self, action: Callable[[], T]) -> T:
+        try:
+            return await anyio.to_thread.run_sync(action)
+        except OSError as exc:
+            raise StoreUnavailable(f"file store {self.directory}: {exc.strerror}") from None
+
+    # -- the protocol ------------------------------------------------------------
+
+    async def load(self, key: str) -> Token | None:
+        """The token of `key`, or None.
+
+        Raises:
+            CorruptTokenData: the file is not a token (named in the message).
+            DecryptionError: encrypted with a key this store was not given.
+            InsecurePermissions: the file is readable by others (unless warned only).
+        """
+        return await self._io(lambda: self._load(key))
+
+    async def save(self, key: str, token: Token) -> None:
+        """Store `token` for `key` (refusing to replace a corrupt file)."""
+
+        def save() -> None:
+            self._load(key)  # raises on a corrupt file: it is not replaced unseen
+            self._write(key, token)
+
+        await self._locked_io(key, save)
+
+    async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
+        """Store `token` if the stored token is still `expected` (by fingerprint)."""
+
+        def compare_and_set() -> bool:
+            current = self._load(key)
+            current_print = None if current is None else current.fingerprint
+            expected_print = None if expected is None else expected.fingerprint
+            if current_print != expected_print:
+                return False
+            self._write(key, token)
+            return True
+
+        return await self._locked_io(key, compare_and_set)
+
+    async def delete(self, key: str) -> bool:
+        """Remove the token file of `key`, corrupt or not."""
+
+        def delete() -> bool:
+            try:
+                self.path_of(key).unlink()
+            except FileNotFoundError:
+                return False
+            self._sync_directory()
+            return True
+
+        return await self._locked_io(key, delete)
+
+    async def keys(self) -> list[str]:
+        """Every account key with a token file, sorted.
+
+        Raises:
+            CorruptTokenData: a token file is unreadable (named in the message).
+        """
+
+        def keys() -> list[str]:
+            found = []
+            for path in self.directory.glob("[kh]-*.json"):
+                envelope = self._read(path)
+                if envelope is not None:
+                    found.append(envelope["key"])
+            return sorted(found)
+
+        return await self._io(keys)
+
+    async def rotate_encryption(self) -> int:
+        """Re-encrypt every token with the newest key (or encrypt plain ones).
+
+        Returns:
+            How many tokens were rewritten.
+        """
+        if self.encryption is None:
+            raise ValueError("this store has no encryption keys to rotate to")
+        rewritten = 0
+        for key in await self.keys():
+
+            def rotate(key: str = key) -> bool:
+                token = self._load(key)
+                if token is None:
+                    return False
+                self._write(key, token)
+                return True
+
+            rewritten += await self._locked_io(key, rotate)
+        return rewritten
+
+    async def _locked_io(self, key: str, action: Callable[[], T]) -> T:
+        try:
+            return await self._write_locked(key, action)
+        except OSError as exc:
+            raise StoreUnavailable(f"file store {self.directory}: {exc.strerror}") from None
