@@ -44,8 +44,18 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
             retry=RetryPolicy(attempts=3, wait_initial=0.05, wait_max=0.2),
         ) as client,
     ):
+        refreshed_at: list[float] = []
+        request_token = oauth._token_request
+
+        async def timed_token_request(grant_type: str, **params: str) -> object:
+            token = await request_token(grant_type, **params)
+            refreshed_at.append(time.time() - args.start_at)
+            return token
+
+        oauth._token_request = timed_token_request  # type: ignore[method-assign,assignment]
         await anyio.sleep(max(0.0, args.start_at - time.time()))
-        deadline = time.time() + args.duration
+        # Absolute, so that a worker slow to start does not stretch the storm.
+        deadline = args.start_at + args.duration
 
         async def call_repeatedly() -> None:
             nonlocal ok
@@ -64,7 +74,12 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
         refreshes = oauth.token_requests.get("refresh_token", 0)
     if isinstance(store, RedisTokenStore):
         await store.aclose()
-    return {"ok": ok, "failures": dict(failures), "refreshes": refreshes}
+    return {
+        "ok": ok,
+        "failures": dict(failures),
+        "refreshes": refreshes,
+        "refreshed_at": [round(moment, 3) for moment in refreshed_at],
+    }
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def sandbox_process() -> Iterator[SandboxProcess]:
 def run_storm(
     process: SandboxProcess, store: str, prefix: str
 ) -> tuple[list[dict[str, object]], float]:
-    start_at = time.time() + 3.0  # every worker imported and connected by then
+    start_at = time.time() + 4.0  # every worker imported and connected by then
     workers = [
         subprocess.Popen(
             [
@@ -103,11 +103,12 @@ def check_storm(process: SandboxProcess, reports: list[dict[str, object]], run_t
     assert stats.refresh_reuse_detected == 0
     assert all(report["failures"] == {} for report in reports), reports
     calls = sum(int(report["ok"]) for report in reports)  # type: ignore[call-overload]
+    moments = sorted(moment for report in reports for moment in report["refreshed_at"])  # type: ignore[attr-defined]
     # Shown with `pytest -s`: the figures behind the assertions.
     print(  # noqa: T201
         f"storm: {calls} API calls in {run_time:.1f} s by {PROCESSES} processes x {COROUTINES} "
-        f"coroutines; {refreshes} refreshes (bound {bound:.1f}); "
-        f"token errors {stats.token_errors}"
+        f"coroutines; {refreshes} refreshes (bound {bound:.1f}) at {moments}; "
+        f"statuses {stats.responses_by_status}; token errors {stats.token_errors}"
     )
     assert calls > PROCESSES * COROUTINES * 10
     assert refreshes >= run_time / LIFETIME - 1  # tokens were refreshed all along...

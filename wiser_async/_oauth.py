@@ -101,7 +101,8 @@ class WiserOAuth:
     Args:
         client_id: The application's client id.
         client_secret: The application's client secret (never logged or shown).
-        redirect_uri: The registered callback URL.
+        redirect_uri: The registered callback URL; needed to authorize, not
+            to use and refresh stored tokens.
         store: Where tokens are kept; a `MemoryTokenStore` by default.
         scopes: Scopes requested, joined with spaces.
         authorize_url: The authorization endpoint.
@@ -124,7 +125,7 @@ class WiserOAuth:
         *,
         client_id: str,
         client_secret: str | None,
-        redirect_uri: str,
+        redirect_uri: str | None = None,
         store: TokenStore | None = None,
         scopes: Sequence[str] = (),
         authorize_url: str = DEFAULT_AUTHORIZE_URL,
@@ -204,6 +205,8 @@ class WiserOAuth:
             login_hint: Passed to the authorization server as ``login_hint``.
             extra_params: More query parameters for the authorization URL.
         """
+        if self.redirect_uri is None:
+            raise ValueError("an authorization request needs WiserOAuth(redirect_uri=...)")
         code_verifier = generate_token(64)
         state = generate_token(32)
         params: dict[str, Any] = dict(extra_params or {})
@@ -254,11 +257,11 @@ class WiserOAuth:
         self, account: str, code: str, *, code_verifier: str, redirect_uri: str | None = None
     ) -> Token:
         """Exchange an authorization code for a token and store it under `account`."""
+        redirect_uri = redirect_uri or self.redirect_uri
+        if redirect_uri is None:
+            raise ValueError("a code exchange needs the redirect_uri of its authorization")
         token = await self._token_request(
-            "authorization_code",
-            code=code,
-            code_verifier=code_verifier,
-            redirect_uri=redirect_uri or self.redirect_uri,
+            "authorization_code", code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
         )
         await self.store.save(account, token)
         self._dead.pop(account, None)

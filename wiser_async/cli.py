@@ -2,28 +2,62 @@
 
 ::
 
-    wiser-async demo        sandbox + OAuth flow + portfolio read, no credentials needed
-    wiser-async sandbox     serve the emulator on a loopback port
+    wiser-async demo                 the sandbox, the OAuth flow, a crawl and a summary
+    wiser-async crawl -o OUT.jsonl   crawl portfolios to JSONL (resumable) or JSON
+    wiser-async diff OLD NEW         devices added, removed and changed between two crawls
+    wiser-async tokens list|show|delete --store SPEC
+    wiser-async sandbox              serve the emulator on a loopback port
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import click
 import httpx2
 
-from . import ApiConfig, AsyncWiserClient, WiserOAuth
-from .models import Device, Location, Room, Site
+from token_stores import (
+    Encryption,
+    FileTokenStore,
+    MemoryTokenStore,
+    RedisTokenStore,
+    Token,
+    TokenStore,
+    TokenStoreError,
+)
+
+from . import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TOKEN_URL,
+    ApiConfig,
+    AsyncWiserClient,
+    CrawlStats,
+    Failure,
+    WiserOAuth,
+    crawl_to_json,
+    crawl_to_jsonl,
+    diff_snapshots,
+)
+from .errors import WiserError
 
 __all__ = ["main"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 DEMO_ACCOUNT = "demo-customer"
 DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+SANDBOX_CLIENT_ID = "sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published test secret
 
 
 @click.group()
@@ -36,59 +70,134 @@ def main(verbose: int) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if verbose < 2:
+        # stamina logs every retry at warning level: in a crawl that is noise
+        # unless asked for.
+        logging.getLogger("stamina").setLevel(logging.ERROR)
+
+
+# -- shared options -------------------------------------------------------------------
+
+
+def portfolio_options(function: F) -> F:
+    """Options shaping a sandbox portfolio."""
+    options = [
+        click.option("--locations", default=3, show_default=True, help="Sandbox: locations."),
+        click.option("--sites-per-location", default=4, show_default=True),
+        click.option("--rooms-per-site", default=3, show_default=True),
+        click.option("--devices-per-site", default=12, show_default=True),
+        click.option("--seed", default=0, show_default=True, help="Sandbox: portfolio seed."),
+        click.option(
+            "--latency", default=0.0, show_default=True, help="Sandbox: seconds per request."
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _sandbox(options: dict[str, Any], **settings: Any) -> Any:
+    from .sandbox import Faults, PortfolioSpec, Sandbox
+
+    return Sandbox(
+        PortfolioSpec(
+            seed=options["seed"],
+            locations=options["locations"],
+            sites_per_location=options["sites_per_location"],
+            rooms_per_site=options["rooms_per_site"],
+            devices_per_site=options["devices_per_site"],
+        ),
+        faults=Faults(latency=options["latency"]),
+        **settings,
+    )
+
+
+def store_options(function: F) -> F:
+    """Options choosing a token store."""
+    function = click.option(
+        "--encryption-key",
+        "encryption_keys",
+        multiple=True,
+        envvar="WISER_TOKEN_KEYS",
+        help="Fernet key of an encrypted store, newest first (repeat; env: space-separated).",
+    )(function)
+    return click.option(
+        "--store",
+        "store_spec",
+        default="memory",
+        show_default=True,
+        envvar="WISER_TOKEN_STORE",
+        help="memory, file:DIRECTORY or redis://HOST:PORT/DB[?prefix=NAME].",
+    )(function)
+
+
+def open_store(spec: str, encryption_keys: Sequence[str] = ()) -> TokenStore:
+    """A token store from its command-line spelling.
+
+    ``memory``, ``file:DIRECTORY``, or a ``redis://`` / ``rediss://`` URL
+    (``?prefix=NAME`` picks the key prefix).
+    """
+    encryption = Encryption(list(encryption_keys)) if encryption_keys else None
+    if spec == "memory":
+        return MemoryTokenStore()
+    if spec.startswith("file:"):
+        return FileTokenStore(Path(spec.removeprefix("file:")).expanduser(), encryption=encryption)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        url = httpx2.URL(spec)
+        prefix = url.params.get("prefix", "wiser-tokens")
+        url = url.copy_remove_param("prefix")
+        return RedisTokenStore(str(url), prefix=prefix, encryption=encryption)
+    raise click.BadParameter(
+        "expected memory, file:DIRECTORY or a redis:// URL", param_hint="--store"
+    )
+
+
+async def close_store(store: TokenStore) -> None:
+    if isinstance(store, RedisTokenStore):
+        await store.aclose()
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn library errors into a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except (WiserError, TokenStoreError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+# -- demo -------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--locations", default=3, show_default=True, help="Locations in the portfolio.")
-@click.option("--sites-per-location", default=4, show_default=True)
-@click.option("--rooms-per-site", default=3, show_default=True)
-@click.option("--devices-per-site", default=12, show_default=True)
-@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic portfolio.")
-@click.option("--latency", default=0.0, show_default=True, help="Sandbox latency per request (s).")
-def demo(
-    locations: int,
-    sites_per_location: int,
-    rooms_per_site: int,
-    devices_per_site: int,
-    seed: int,
-    latency: float,
-) -> None:
+@portfolio_options
+def demo(**options: Any) -> None:
     """Run the whole flow against a local sandbox and print a summary.
 
     Starts the sandbox on a loopback port, authorizes a customer with the
     authorization-code flow (PKCE; the sandbox consents at once, so no
-    browser is needed), reads the portfolio and summarizes it.
+    browser is needed), crawls the portfolio and summarizes it.
     """
-    from .sandbox import Faults, PortfolioSpec, Sandbox
-
-    sandbox = Sandbox(
-        PortfolioSpec(
-            seed=seed,
-            locations=locations,
-            sites_per_location=sites_per_location,
-            rooms_per_site=rooms_per_site,
-            devices_per_site=devices_per_site,
-        ),
-        faults=Faults(latency=latency),
-    )
+    sandbox = _sandbox(options)
     with sandbox.serve_in_thread() as urls:
         click.echo(f"Sandbox listening at {urls.origin}")
-        summary = anyio.run(_demo, urls.api_base_url, urls.authorize_url, urls.token_url)
-        stats = sandbox.stats
-    _print_summary(summary, sandbox_requests=stats.requests, token_calls=stats.token_requests)
+        result, client_stats = anyio.run(_demo, urls)
+        sandbox_stats = sandbox.stats
+    _print_demo(result, client_stats, sandbox_stats)
 
 
-async def _demo(api_base_url: str, authorize_url: str, token_url: str) -> dict[str, Any]:
+async def _demo(urls: Any) -> tuple[Any, Any]:
     async with WiserOAuth(
-        client_id="sandbox-client",
-        client_secret="sandbox-secret",  # noqa: S106 - the sandbox's published test secret
+        client_id=SANDBOX_CLIENT_ID,
+        client_secret=SANDBOX_CLIENT_SECRET,
         redirect_uri=DEMO_REDIRECT_URI,
-        authorize_url=authorize_url,
-        token_url=token_url,
-        scopes=["portfolio.read"],
+        authorize_url=urls.authorize_url,
+        token_url=urls.token_url,
+        scopes=["energy-monitoring:read"],
     ) as oauth:
         request = oauth.authorization_request(login_hint=DEMO_ACCOUNT)
-        click.echo("1. Authorization URL built (state + PKCE S256)")
+        click.echo("1. Authorization URL built, with state and a PKCE S256 challenge")
         # Play the browser: the sandbox consents at once and redirects to the
         # callback with a code; read that redirect instead of following it.
         async with httpx2.AsyncClient() as browser:
@@ -97,111 +206,491 @@ async def _demo(api_base_url: str, authorize_url: str, token_url: str) -> dict[s
         click.echo(f"2. Consent given; redirected to {DEMO_REDIRECT_URI}?code=...&state=...")
         token = await oauth.complete_authorization(DEMO_ACCOUNT, callback_url, request)
         lifetime = f"{token.lifetime:.0f} s" if token.lifetime is not None else "unknown"
-        click.echo(f"3. Code exchanged; token stored for {DEMO_ACCOUNT!r} (lifetime {lifetime})")
-        started = time.perf_counter()
+        click.echo(f"3. State checked, code exchanged, token stored (lifetime {lifetime})")
         async with AsyncWiserClient(
-            oauth, DEMO_ACCOUNT, config=ApiConfig(base_url=api_base_url)
+            oauth, DEMO_ACCOUNT, config=ApiConfig(base_url=urls.api_base_url)
         ) as client:
-            tree = await _read_portfolio(client)
-            tree["duration"] = time.perf_counter() - started
-            tree["requests"] = client.stats.requests
-            tree["retries"] = client.stats.retries
-        click.echo("4. Portfolio read")
-        return tree
+            result = await client.crawl()
+            click.echo("4. Portfolio crawled")
+            return result, client.stats
 
 
-async def _read_portfolio(client: AsyncWiserClient) -> dict[str, Any]:
-    locations: list[Location] = []
-    sites: list[Site] = []
-    rooms: list[Room] = []
-    devices: list[Device] = []
-    async for location in client.locations.iter():
-        locations.append(location)
-        async for site in client.sites.iter(location.id):
-            sites.append(site)
-            rooms.extend(await client.rooms.list(site.id))
-            devices.extend(await client.devices.list(site_id=site.id, page_size=500))
-    return {"locations": locations, "sites": sites, "rooms": rooms, "devices": devices}
-
-
-def _print_summary(
-    summary: dict[str, Any], *, sandbox_requests: int, token_calls: dict[str, int]
-) -> None:
+def _print_demo(result: Any, client_stats: Any, sandbox_stats: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    counts = Table(title="Portfolio", show_header=True)
+    stats: CrawlStats = result.stats
+    counts = Table(title="Portfolio")
     counts.add_column("level")
     counts.add_column("count", justify="right")
     for level in ("locations", "sites", "rooms", "devices"):
-        counts.add_row(level, str(len(summary[level])))
+        counts.add_row(level, str(getattr(stats, level)))
     console.print(counts)
 
-    devices: list[Device] = summary["devices"]
-    sample = Table(title=f"Sample devices ({min(5, len(devices))} of {len(devices)})")
-    for column in ("id", "site", "room", "category", "reference", "status"):
-        sample.add_column(column)
-    for device in devices[:5]:
+    sample = Table(title="A few devices")
+    for column in ("device", "room", "category", "reference", "status"):
+        sample.add_column(column, no_wrap=True)
+    site_tree = result.locations[0].sites[0]
+    rows = [(device, "(no room)") for device in site_tree.devices]
+    rows += [
+        (device, room.room.name or room.room.id)
+        for room in site_tree.rooms
+        for device in room.devices
+    ]
+    for device, room in rows[:6]:
         sample.add_row(
-            device.id,
-            device.site_id or "",
-            device.room_id or "(no room)",
+            device.name or device.id,
+            room,
             str(device.category or ""),
             device.commercial_reference or "",
             str(device.status or ""),
         )
     console.print(sample)
-    unknown = sum(1 for d in devices if d.extra)
-    grants = ", ".join(f"{grant}: {count}" for grant, count in sorted(token_calls.items()))
-    console.print(
-        f"Requests made: {summary['requests']} API ({summary['retries']} retries), "
-        f"sandbox counted {sandbox_requests}; token endpoint calls: {grants or 'none'}\n"
-        f"Devices with fields unknown to this library (kept in .extra): {unknown}\n"
-        f"Read in {summary['duration']:.2f} s"
+    unknown = sum(1 for device in result.devices() if device.extra)
+    grants = ", ".join(
+        f"{grant} {count}" for grant, count in sorted(sandbox_stats.token_requests.items())
     )
+    console.print(
+        f"Requests: {stats.requests} API requests ({stats.retries} retries), "
+        f"peak {sandbox_stats.peak_in_flight} in flight; token endpoint: {grants}\n"
+        f"Devices carrying fields this library does not know (kept in .extra): {unknown}\n"
+        f"Failures: {len(result.failures)}; crawled in {stats.duration:.2f} s"
+    )
+    del client_stats
+
+
+# -- crawl ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write: .jsonl (streamed, resumable) or .json (one document).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl", "json"]),
+    help="Output format (default: from the file name; JSONL unless it ends in .json).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted JSONL crawl.")
+@click.option(
+    "-a",
+    "--account",
+    "accounts",
+    multiple=True,
+    help="Account key to crawl (repeat for several; default: every key in the store).",
+)
+@click.option("--concurrency", default=16, show_default=True, help="Requests in flight at most.")
+@click.option("--rate", type=float, help="Requests per second at most (default: no limit).")
+@click.option(
+    "--devices-by", type=click.Choice(["site", "room"]), default="site", show_default=True
+)
+@click.option("--page-size", type=int, help="Items per page (default: the API's maximum, 500).")
+@click.option("--deadline", type=float, help="Seconds; what is not read by then is reported.")
+@store_options
+@click.option("--client-id", envvar="WISER_CLIENT_ID", help="OAuth client id.")
+@click.option(
+    "--client-secret",
+    envvar="WISER_CLIENT_SECRET",
+    help="OAuth client secret (prefer the env var).",
+)
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--token-url", default=DEFAULT_TOKEN_URL, show_default=True)
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Crawl a local sandbox; tokens are minted for the accounts (the store is not used).",
+)
+@portfolio_options
+def crawl(
+    output: Path,
+    output_format: str | None,
+    resume: bool,
+    accounts: tuple[str, ...],
+    concurrency: int,
+    rate: float | None,
+    devices_by: str,
+    page_size: int | None,
+    deadline: float | None,
+    store_spec: str,
+    encryption_keys: tuple[str, ...],
+    client_id: str | None,
+    client_secret: str | None,
+    base_url: str,
+    token_url: str,
+    use_sandbox: bool,
+    **portfolio: Any,
+) -> None:
+    """Crawl portfolios (location -> site -> room -> device) to a file.
+
+    JSONL is written a site at a time with a checkpoint beside it
+    (OUTPUT.checkpoint): after Ctrl-C or a crash, run the same command with
+    --resume. A progress line shows on a terminal; the summary lists every
+    part that could not be read. Exit code 0 when complete, 1 when parts
+    failed, 130 when interrupted.
+    """
+    output_format = output_format or ("json" if output.suffix == ".json" else "jsonl")
+    if resume and output_format != "jsonl":
+        raise click.BadParameter("only JSONL output can be resumed", param_hint="--resume")
+    settings = {
+        "output": output,
+        "output_format": output_format,
+        "resume": resume,
+        "concurrency": concurrency,
+        "rate": rate,
+        "devices_by": devices_by,
+        "page_size": page_size,
+        "deadline": deadline,
+    }
+    with reported_errors():
+        if use_sandbox:
+            sandbox = _sandbox(portfolio)
+            chosen = list(accounts) or [DEMO_ACCOUNT]
+            with sandbox.serve_in_thread() as urls:
+                store: TokenStore = MemoryTokenStore()
+                for account in chosen:
+                    token = Token.from_response(sandbox.issue_token(account))
+                    anyio.run(store.save, account, token)
+                code = _run_crawl_sync(
+                    store,
+                    chosen,
+                    SANDBOX_CLIENT_ID,
+                    SANDBOX_CLIENT_SECRET,
+                    urls.api_base_url,
+                    urls.token_url,
+                    settings,
+                )
+        else:
+            if not client_id:
+                raise click.UsageError("--client-id (or WISER_CLIENT_ID) is required")
+            store = open_store(store_spec, encryption_keys)
+            code = _run_crawl_sync(
+                store, list(accounts), client_id, client_secret, base_url, token_url, settings
+            )
+    raise SystemExit(code)
+
+
+def _run_crawl_sync(
+    store: TokenStore,
+    accounts: list[str],
+    client_id: str,
+    client_secret: str | None,
+    base_url: str,
+    token_url: str,
+    settings: dict[str, Any],
+) -> int:
+    try:
+        return anyio.run(
+            _run_crawl, store, accounts, client_id, client_secret, base_url, token_url, settings
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            "\nInterrupted. What was written is complete up to the last checkpoint; "
+            "run the same command with --resume to go on.",
+            err=True,
+        )
+        return 130
+
+
+async def _run_crawl(
+    store: TokenStore,
+    accounts: list[str],
+    client_id: str,
+    client_secret: str | None,
+    base_url: str,
+    token_url: str,
+    settings: dict[str, Any],
+) -> int:
+    try:
+        if not accounts:
+            accounts = await store.keys()
+            if not accounts:
+                raise click.UsageError("no account given and none in the store")
+        async with (
+            WiserOAuth(
+                client_id=client_id, client_secret=client_secret, store=store, token_url=token_url
+            ) as oauth,
+            AsyncWiserClient(
+                oauth,
+                accounts[0],
+                config=ApiConfig(base_url=base_url),
+                max_in_flight=settings["concurrency"],
+                rate_limit=settings["rate"],
+            ) as client,
+        ):
+            with _Progress(client) as progress:
+                options = {
+                    "accounts": accounts,
+                    "devices_by": settings["devices_by"],
+                    "page_size": settings["page_size"],
+                    "deadline": settings["deadline"],
+                }
+                if settings["output_format"] == "json":
+                    result = await crawl_to_json(client, settings["output"], **options)
+                    failures, stats = result.failures, result.stats
+                else:
+                    failures, stats = await crawl_to_jsonl(
+                        client,
+                        settings["output"],
+                        resume=settings["resume"],
+                        on_progress=progress.update,
+                        **options,
+                    )
+    finally:
+        await close_store(store)
+    _print_crawl_summary(settings["output"], accounts, failures, stats)
+    return 0 if not failures else 1
+
+
+class _Progress:
+    """A live status line on a terminal's stderr; nothing when stderr is not a terminal."""
+
+    def __init__(self, client: AsyncWiserClient) -> None:
+        self._client = client
+        self._live: Any = None
+        self._walk: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(
+                self._render(), console=Console(stderr=True), refresh_per_second=4, transient=True
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, walk: Any) -> None:
+        self._walk = walk
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> str:
+        requests = self._client.stats.requests
+        if self._walk is None:
+            return f"crawling... {requests} requests"
+        stats = self._walk.stats
+        return (
+            f"crawling: {stats.locations} locations, {stats.sites} sites, {stats.rooms} rooms, "
+            f"{stats.devices} devices; {requests} requests, {stats.retries} retries, "
+            f"{len(self._walk.failures)} failures, {stats.duration:.0f} s"
+        )
+
+
+def _print_crawl_summary(
+    output: Path, accounts: Sequence[str], failures: list[Failure], stats: CrawlStats
+) -> None:
+    click.echo(
+        f"Crawled {len(accounts)} account(s) into {output}: {stats.locations} locations, "
+        f"{stats.sites} sites, {stats.rooms} rooms, {stats.devices} devices "
+        f"(this run; a resumed crawl skips what was written before)"
+    )
+    click.echo(
+        f"{stats.requests} requests, {stats.retries} retries, {stats.throttled} answered 429, "
+        f"{stats.duration:.1f} s"
+    )
+    if not failures:
+        click.echo("Complete: nothing is missing.")
+        return
+    kinds = Counter(failure.kind for failure in failures)
+    click.echo(
+        f"{len(failures)} part(s) could not be read ("
+        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        + "):"
+    )
+    for failure in failures:
+        status = f" {failure.status}" if failure.status else ""
+        click.echo(
+            f"  {failure.account} {failure.resource}: {failure.kind}{status}: {failure.message}"
+        )
+
+
+# -- diff -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--ignore", multiple=True, help="Device field left out of the comparison (e.g. lastSeenAt)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(old: Path, new: Path, ignore: tuple[str, ...], as_json: bool) -> None:
+    """Devices added, removed and changed between two crawls (JSONL or JSON).
+
+    Exit code 0 when the snapshots hold the same devices, 1 when they differ.
+    """
+    with reported_errors():
+        result = diff_snapshots(old, new, ignore=ignore)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "added": result.added,
+                    "removed": result.removed,
+                    "changed": [
+                        {
+                            "account": change.account,
+                            "id": change.id,
+                            "fields": {
+                                name: {"old": before, "new": after}
+                                for name, (before, after) in change.fields.items()
+                            },
+                        }
+                        for change in result.changed
+                    ],
+                },
+                indent=1,
+            )
+        )
+    else:
+        click.echo(
+            f"{len(result.added)} added, {len(result.removed)} removed, "
+            f"{len(result.changed)} changed"
+        )
+        for sign, records in (("+", result.added), ("-", result.removed)):
+            for record in records:
+                where = f"site {record.get('siteId') or record['data'].get('siteId')}"
+                room = record.get("roomId", record["data"].get("roomId"))
+                where += f", room {room}" if room else ", no room"
+                click.echo(f"{sign} {record.get('account', '')}/{record['data']['id']} ({where})")
+        for change in result.changed:
+            fields = "; ".join(
+                f"{name}: {before!r} -> {after!r}"
+                for name, (before, after) in change.fields.items()
+            )
+            click.echo(f"~ {change.account}/{change.id}: {fields}")
+    raise SystemExit(0 if result.empty else 1)
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+@main.group()
+def tokens() -> None:
+    """Inspect and delete stored tokens (values are never shown)."""
+
+
+@tokens.command("list")
+@store_options
+def tokens_list(store_spec: str, encryption_keys: tuple[str, ...]) -> None:
+    """List the account keys with a stored token, and when each expires."""
+
+    async def run() -> list[tuple[str, Token | None]]:
+        store = open_store(store_spec, encryption_keys)
+        try:
+            return [(key, await store.load(key)) for key in await store.keys()]
+        finally:
+            await close_store(store)
+
+    with reported_errors():
+        found = anyio.run(run)
+    if not found:
+        click.echo("No tokens stored.")
+    for key, token in found:
+        click.echo(f"{key}\t{_expiry(token) if token else 'gone'}")
+
+
+@tokens.command("show")
+@click.argument("account")
+@store_options
+def tokens_show(account: str, store_spec: str, encryption_keys: tuple[str, ...]) -> None:
+    """Show an account's token, redacted."""
+
+    async def run() -> Token | None:
+        store = open_store(store_spec, encryption_keys)
+        try:
+            return await store.load(account)
+        finally:
+            await close_store(store)
+
+    with reported_errors():
+        token = anyio.run(run)
+    if token is None:
+        click.echo(f"No token stored for {account!r}.", err=True)
+        raise SystemExit(1)
+    click.echo(f"account        {account}")
+    click.echo(f"access_token   {_redact(token.access_token)}")
+    click.echo(f"refresh_token  {_redact(token.refresh_token)}")
+    click.echo(f"token_type     {token.token_type}")
+    click.echo(f"expires        {_expiry(token)}")
+    click.echo(f"issued_at      {_timestamp(token.issued_at)}")
+    click.echo(f"scope          {token.scope or '-'}")
+    click.echo(f"fingerprint    {token.fingerprint[:12]}")
+    click.echo(f"other fields   {', '.join(sorted(token.extra)) or '-'} (values not shown)")
+
+
+@tokens.command("delete")
+@click.argument("account")
+@store_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def tokens_delete(
+    account: str, store_spec: str, encryption_keys: tuple[str, ...], yes: bool
+) -> None:
+    """Delete an account's token (the customer must authorize again)."""
+    if not yes:
+        click.confirm(f"Delete the token of {account!r}?", abort=True)
+
+    async def run() -> bool:
+        store = open_store(store_spec, encryption_keys)
+        try:
+            return await store.delete(account)
+        finally:
+            await close_store(store)
+
+    with reported_errors():
+        deleted = anyio.run(run)
+    click.echo(f"Deleted the token of {account!r}." if deleted else f"No token for {account!r}.")
+    raise SystemExit(0 if deleted else 1)
+
+
+def _redact(secret: str | None) -> str:
+    return "-" if secret is None else f"*** ({len(secret)} characters)"
+
+
+def _timestamp(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+
+
+def _expiry(token: Token) -> str:
+    if token.expires_at is None:
+        return "expiry unknown"
+    left = token.expires_at - time.time()
+    state = f"in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
+    return f"{_timestamp(token.expires_at)} ({state})"
+
+
+# -- sandbox ----------------------------------------------------------------------------
 
 
 @main.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--locations", default=3, show_default=True)
-@click.option("--sites-per-location", default=4, show_default=True)
-@click.option("--rooms-per-site", default=3, show_default=True)
-@click.option("--devices-per-site", default=12, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--latency", default=0.0, show_default=True)
-@click.option("--token-lifetime", default=3600.0, show_default=True)
-def sandbox_command(
-    host: str,
-    port: int,
-    locations: int,
-    sites_per_location: int,
-    rooms_per_site: int,
-    devices_per_site: int,
-    seed: int,
-    latency: float,
-    token_lifetime: float,
-) -> None:
+@click.option("--token-lifetime", default=3600.0, show_default=True, help="Seconds.")
+@portfolio_options
+def sandbox_command(host: str, port: int, token_lifetime: float, **options: Any) -> None:
     """Serve the API emulator and its OAuth server until interrupted."""
-    from .sandbox import Faults, PortfolioSpec, Sandbox, serve
+    from .sandbox import serve
 
-    sandbox = Sandbox(
-        PortfolioSpec(
-            seed=seed,
-            locations=locations,
-            sites_per_location=sites_per_location,
-            rooms_per_site=rooms_per_site,
-            devices_per_site=devices_per_site,
-        ),
-        access_token_lifetime=token_lifetime,
-        faults=Faults(latency=latency),
-    )
+    sandbox = _sandbox(options, access_token_lifetime=token_lifetime)
 
     def ready(urls: Any) -> None:
         click.echo(f"API:       {urls.api_base_url}")
         click.echo(f"Authorize: {urls.authorize_url}")
         click.echo(f"Token:     {urls.token_url}")
-        click.echo("Client id sandbox-client, secret sandbox-secret. Ctrl-C stops.")
+        click.echo(f"Client id {SANDBOX_CLIENT_ID}, secret {SANDBOX_CLIENT_SECRET}. Ctrl-C stops.")
 
     serve(sandbox, host, port, ready)

@@ -1,0 +1,306 @@
+"""The ``wiser-async`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.support import CLIENT_SECRET, issue
+from token_stores import Encryption, FileTokenStore
+from wiser_async import read_snapshot
+from wiser_async.cli import main
+from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
+
+ROOT = Path(__file__).parent.parent
+SMALL = ["--locations", "2", "--sites-per-location", "3", "--devices-per-site", "10"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, input=stdin, catch_exceptions=False)
+
+
+def keys_of(path: Path) -> Counter[tuple[str, str, str]]:
+    return Counter(
+        (record.get("account", ""), record["type"], record["data"]["id"])
+        for record in read_snapshot(path)
+        if record["type"] != "failure"
+    )
+
+
+def test_demo_prints_the_flow_and_a_summary() -> None:
+    result = run("demo")
+    assert result.exit_code == 0
+    for text in ("PKCE", "code exchanged", "Portfolio", "devices", "144", "Requests:"):
+        assert text in result.output
+    assert "sandbox-secret" not in result.output.replace("secret sandbox-secret", "")
+
+
+def test_crawl_of_a_sandbox_to_jsonl_is_complete(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    result = run("crawl", "--sandbox", *SMALL, "-a", "alpha", "-a", "beta", "-o", str(output))
+    assert result.exit_code == 0, result.output
+    assert "Complete: nothing is missing." in result.output
+    keys = keys_of(output)
+    assert sum(1 for key in keys if key[1] == "device") == 2 * 2 * 3 * 10
+    assert {key[0] for key in keys} == {"alpha", "beta"}
+    assert result.output.count("crawling") == 0  # no progress line when not on a terminal
+
+
+def test_crawl_to_json_writes_one_document(tmp_path: Path) -> None:
+    output = tmp_path / "out.json"
+    result = run("crawl", "--sandbox", *SMALL, "-o", str(output))
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    assert document["stats"]["devices"] == 60
+    assert run("crawl", "--sandbox", "-o", str(output), "--resume").exit_code == 2
+
+
+def test_crawl_reads_tokens_from_a_file_store_and_lists_failures(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    key = Encryption.generate_key()
+    store = FileTokenStore(tmp_path / "tokens", encryption=Encryption([key]))
+    anyio.run(issue, sandbox, store, "acme")
+    portfolio = sandbox.portfolio_for()
+    site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
+    sandbox.faults = Faults(forbidden=frozenset({site_id}))
+    output = tmp_path / "out.jsonl"
+    result = run(
+        "crawl",
+        "--store",
+        f"file:{tmp_path / 'tokens'}",
+        "--client-id",
+        "sandbox-client",
+        "--base-url",
+        urls.api_base_url,
+        "--token-url",
+        urls.token_url,
+        "-o",
+        str(output),
+        env={"WISER_CLIENT_SECRET": CLIENT_SECRET, "WISER_TOKEN_KEYS": key},
+    )
+    assert result.exit_code == 1, result.output
+    assert "2 part(s) could not be read (2 forbidden)" in result.output
+    assert f"acme /sites/{site_id}/rooms" in result.output
+    assert CLIENT_SECRET not in result.output
+    assert key not in result.output
+
+
+def test_crawl_without_credentials_or_with_a_bad_store_explains(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["crawl", "-o", str(tmp_path / "o.jsonl")], env={})
+    assert result.exit_code == 2
+    assert "--client-id" in result.output
+    result = CliRunner().invoke(
+        main, ["crawl", "-o", str(tmp_path / "o.jsonl"), "--client-id", "x", "--store", "s3://x"]
+    )
+    assert result.exit_code == 2
+    assert "redis://" in result.output
+
+
+def crawl_command(output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "wiser_async",
+        "crawl",
+        "--sandbox",
+        "--latency",
+        "0.05",
+        "--locations",
+        "3",
+        "--sites-per-location",
+        "6",
+        "--devices-per-site",
+        "30",
+        "--page-size",
+        "10",
+        "--concurrency",
+        "4",
+        "-o",
+        str(output),
+        *extra,
+    ]
+
+
+def wait_for_checkpoints(output: Path, count: int, timeout: float = 20) -> None:
+    checkpoint = output.with_name(output.name + ".checkpoint")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and checkpoint.read_text().count("\n") >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the crawl wrote no checkpoint in time")
+
+
+@pytest.fixture(scope="module")
+def reference_crawl(tmp_path_factory: pytest.TempPathFactory) -> Counter[tuple[str, str, str]]:
+    output = tmp_path_factory.mktemp("reference") / "reference.jsonl"
+    subprocess.run(crawl_command(output), cwd=ROOT, check=True, capture_output=True, timeout=60)
+    return keys_of(output)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_resume_after_sigkill_at_a_random_point_equals_an_uninterrupted_crawl(
+    tmp_path: Path, reference_crawl: Counter[tuple[str, str, str]], attempt: int
+) -> None:
+    output = tmp_path / "out.jsonl"
+    with subprocess.Popen(crawl_command(output), cwd=ROOT, stdout=subprocess.DEVNULL) as crawler:
+        wait_for_checkpoints(output, 1)
+        time.sleep(random.Random(attempt).uniform(0.0, 0.6))
+        crawler.send_signal(signal.SIGKILL)
+        crawler.wait(10)
+    interrupted = keys_of(output)
+    assert len(interrupted) < len(reference_crawl)
+    resumed = subprocess.run(
+        crawl_command(output, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    final = keys_of(output)
+    assert final == reference_crawl  # the same set, each node exactly once
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_the_crawl_resumes(
+    tmp_path: Path, reference_crawl: Counter[tuple[str, str, str]]
+) -> None:
+    output = tmp_path / "out.jsonl"
+    with subprocess.Popen(
+        crawl_command(output),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as crawler:
+        wait_for_checkpoints(output, 2)
+        crawler.send_signal(signal.SIGINT)
+        _, err = crawler.communicate(timeout=20)
+    assert crawler.returncode == 130
+    assert "--resume" in err
+    subprocess.run(crawl_command(output, "--resume"), cwd=ROOT, check=True, capture_output=True)
+    assert keys_of(output) == reference_crawl
+
+
+@pytest.mark.slow
+def test_progress_shows_on_a_terminal(tmp_path: Path) -> None:
+    leader, follower = pty.openpty()
+    try:
+        completed = subprocess.run(
+            crawl_command(tmp_path / "out.jsonl"),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert completed.returncode == 0
+    assert b"crawling" in seen
+    assert b"devices" in seen
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_diff_prints_added_removed_changed_and_exits_1(tmp_path: Path) -> None:
+    def device(device_id: str, firmware: str) -> dict[str, Any]:
+        data = {"id": device_id, "siteId": "s1", "roomId": "r1", "firmwareVersion": firmware}
+        return {"type": "device", "account": "a", "siteId": "s1", "roomId": "r1", "data": data}
+
+    old = write_jsonl(tmp_path / "old.jsonl", [device("d1", "1"), device("d2", "1")])
+    new = write_jsonl(tmp_path / "new.jsonl", [device("d2", "2"), device("d3", "1")])
+    result = run("diff", str(old), str(new))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "1 added, 1 removed, 1 changed"
+    assert "+ a/d3 (site s1, room r1)" in lines
+    assert "- a/d1 (site s1, room r1)" in lines
+    assert "~ a/d2: firmwareVersion: '1' -> '2'" in lines
+    as_json = json.loads(run("diff", str(old), str(new), "--json").output)
+    assert as_json["changed"][0]["fields"] == {"firmwareVersion": {"old": "1", "new": "2"}}
+    same = run("diff", str(old), str(old))
+    assert same.exit_code == 0
+    assert same.output.startswith("0 added, 0 removed, 0 changed")
+    ignored = run("diff", str(old), str(new), "--ignore", "firmwareVersion")
+    assert "0 changed" in ignored.output
+
+
+def test_tokens_list_show_delete_never_print_secrets(sandbox: Sandbox, tmp_path: Path) -> None:
+    directory = tmp_path / "tokens"
+    store = FileTokenStore(directory)
+    token = anyio.run(issue, sandbox, store, "acme")
+    spec = f"file:{directory}"
+    listed = run("tokens", "list", "--store", spec)
+    assert listed.exit_code == 0
+    assert listed.output.startswith("acme\t")
+    shown = run("tokens", "show", "acme", "--store", spec)
+    assert shown.exit_code == 0
+    assert "*** (" in shown.output
+    assert token.fingerprint[:12] in shown.output
+    for secret in (token.access_token, token.refresh_token or ""):
+        assert secret not in listed.output + shown.output
+    assert run("tokens", "show", "nobody", "--store", spec).exit_code == 1
+    assert run("tokens", "delete", "acme", "--store", spec, stdin="n\n").exit_code == 1
+    deleted = run("tokens", "delete", "acme", "--store", spec, "--yes")
+    assert deleted.exit_code == 0
+    assert run("tokens", "list", "--store", spec).output == "No tokens stored.\n"
+    assert run("tokens", "list", "--store", "memory").output == "No tokens stored.\n"
+
+
+def test_tokens_commands_report_store_errors_in_one_line(tmp_path: Path) -> None:
+    directory = tmp_path / "tokens"
+    directory.mkdir(mode=0o700)
+    (directory / "k-acme.json").write_text("{broken")
+    (directory / "k-acme.json").chmod(0o600)
+    result = CliRunner().invoke(main, ["tokens", "list", "--store", f"file:{directory}"])
+    assert result.exit_code == 2
+    assert "k-acme.json" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.asyncio_only
+def test_tokens_list_of_a_redis_store(redis_url: str, sandbox: Sandbox) -> None:
+    import uuid
+
+    from token_stores import RedisTokenStore
+
+    prefix = f"cli-{uuid.uuid4().hex}"
+
+    async def seed() -> None:
+        store = RedisTokenStore(redis_url, prefix=prefix)
+        await issue(sandbox, store, "acme")
+        await store.aclose()
+
+    anyio.run(seed)
+    spec = f"{redis_url}?prefix={prefix}"
+    assert run("tokens", "list", "--store", spec).output.startswith("acme\t")
+    assert run("tokens", "delete", "acme", "--store", spec, "--yes").exit_code == 0
