@@ -18,8 +18,10 @@ def test_readme_has_runnable_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(
-    index: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    index: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
+    if "RedisTokenStore(" in BLOCKS[index]:
+        request.getfixturevalue("redis_url")  # Redis examples need a Redis
     script = tmp_path / f"example_{index}.py"
     script.write_text(BLOCKS[index])
     runpy.run_path(str(script), run_name="__main__")
