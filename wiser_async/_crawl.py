@@ -544,8 +544,9 @@ class _Engine:
             # Devices in rooms come from the rooms; the site gives those in none.
             items = [device for device in page.items if device.room_id is None]
         kind = _KIND_OF[job.collection]
-        self.counts[kind] += len(items)
         if items and job.unit not in self.done_units:
+            # Items of units a resumed walk already wrote are neither sent nor counted.
+            self.counts[kind] += len(items)
             await self.send.send(
                 _Batch(
                     kind,

@@ -304,33 +304,18 @@ def _records_of_document(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {"type": "location", "account": account, "data": location}
             for site in sites:
                 rooms = site.pop("rooms", [])
-                devices = site.pop("devices", [])
-                parents = {"locationId": location["id"], "siteId": site["id"]}
-                yield {
-                    "type": "site",
-                    "account": account,
-                    "locationId": location["id"],
-                    "data": site,
-                }
+                parents = {"account": account, "locationId": location["id"]}
+                yield {"type": "site", **parents, "data": site}
+                parents["siteId"] = site["id"]
+                placed = [(room["id"], room.pop("devices", [])) for room in rooms]
                 for room in rooms:
-                    room_devices = room.pop("devices", [])
-                    yield {"type": "room", "account": account, **parents, "data": room}
-                    for device in room_devices:
-                        yield {
-                            "type": "device",
-                            "account": account,
-                            **parents,
-                            "roomId": room["id"],
-                            "data": device,
-                        }
-                for device in devices:
-                    yield {
-                        "type": "device",
-                        "account": account,
-                        **parents,
-                        "roomId": device.get("roomId"),
-                        "data": device,
-                    }
+                    yield {"type": "room", **parents, "data": room}
+                # Devices in no room sit under the site; their roomId says so.
+                placed.append((None, site.pop("devices", [])))
+                for room_id, devices in placed:
+                    for device in devices:
+                        room = room_id if room_id is not None else device.get("roomId")
+                        yield {"type": "device", **parents, "roomId": room, "data": device}
     for failure in document.get("failures", []):
         yield {"type": "failure", **failure}
 

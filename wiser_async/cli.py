@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from .errors import WiserError
 __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 DEMO_ACCOUNT = "demo-customer"
 DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
@@ -587,15 +588,10 @@ def tokens() -> None:
 def tokens_list(store_spec: str, encryption_keys: tuple[str, ...]) -> None:
     """List the account keys with a stored token, and when each expires."""
 
-    async def run() -> list[tuple[str, Token | None]]:
-        store = open_store(store_spec, encryption_keys)
-        try:
-            return [(key, await store.load(key)) for key in await store.keys()]
-        finally:
-            await close_store(store)
+    async def list_tokens(store: TokenStore) -> list[tuple[str, Token | None]]:
+        return [(key, await store.load(key)) for key in await store.keys()]
 
-    with reported_errors():
-        found = anyio.run(run)
+    found = _with_store(store_spec, encryption_keys, list_tokens)
     if not found:
         click.echo("No tokens stored.")
     for key, token in found:
@@ -607,16 +603,7 @@ def tokens_list(store_spec: str, encryption_keys: tuple[str, ...]) -> None:
 @store_options
 def tokens_show(account: str, store_spec: str, encryption_keys: tuple[str, ...]) -> None:
     """Show an account's token, redacted."""
-
-    async def run() -> Token | None:
-        store = open_store(store_spec, encryption_keys)
-        try:
-            return await store.load(account)
-        finally:
-            await close_store(store)
-
-    with reported_errors():
-        token = anyio.run(run)
+    token = _with_store(store_spec, encryption_keys, lambda store: store.load(account))
     if token is None:
         click.echo(f"No token stored for {account!r}.", err=True)
         raise SystemExit(1)
@@ -642,17 +629,25 @@ def tokens_delete(
     if not yes:
         click.confirm(f"Delete the token of {account!r}?", abort=True)
 
-    async def run() -> bool:
-        store = open_store(store_spec, encryption_keys)
+    deleted = _with_store(store_spec, encryption_keys, lambda store: store.delete(account))
+    click.echo(f"Deleted the token of {account!r}." if deleted else f"No token for {account!r}.")
+    raise SystemExit(0 if deleted else 1)
+
+
+def _with_store(
+    spec: str, encryption_keys: Sequence[str], action: Callable[[TokenStore], Awaitable[T]]
+) -> T:
+    """Run `action` on the store `spec` names, closing it after; store errors in one line."""
+
+    async def run() -> T:
+        store = open_store(spec, encryption_keys)
         try:
-            return await store.delete(account)
+            return await action(store)
         finally:
             await close_store(store)
 
     with reported_errors():
-        deleted = anyio.run(run)
-    click.echo(f"Deleted the token of {account!r}." if deleted else f"No token for {account!r}.")
-    raise SystemExit(0 if deleted else 1)
+        return anyio.run(run)
 
 
 def _redact(secret: str | None) -> str:
