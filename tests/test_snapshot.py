@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -35,7 +36,12 @@ TOTAL_NODES = SPEC.locations * (
 async def connected(sandbox: Sandbox, urls: SandboxUrls) -> AsyncIterator[AsyncWiserClient]:
     store = MemoryTokenStore()
     await issue(sandbox, store, "acct")
-    async with make_oauth(urls, store) as oauth, make_client(oauth, urls) as client:
+    # Two requests at a time: sites finish one after another, so a crawl can
+    # be interrupted between them.
+    async with (
+        make_oauth(urls, store) as oauth,
+        make_client(oauth, urls, max_in_flight=2) as client,
+    ):
         yield client
 
 
@@ -72,10 +78,15 @@ async def test_jsonl_holds_every_node_once_with_parents_and_a_complete_mark(
 
 
 async def interrupt(client: AsyncWiserClient, sandbox: Sandbox, output: Path) -> None:
-    """Start a slow crawl and cancel it part way, as Ctrl-C would."""
-    sandbox.faults = Faults(latency=0.1)
-    with anyio.move_on_after(0.55):  # sites finish from 0.4 s on (four levels of 0.1 s)
-        await crawl_to_jsonl(client, output, page_size=5)
+    """Start a crawl and cancel it, as Ctrl-C would, once two sites are written."""
+    checkpoint = checkpoint_path(output)
+    sandbox.faults = Faults(latency=0.02)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(crawl_to_jsonl, client, output, page_size=5))
+        # Polling a file another task writes: no event to wait on.
+        while not (checkpoint.exists() and checkpoint.read_text().count('"site"') >= 2):  # noqa: ASYNC110
+            await anyio.sleep(0.002)
+        tg.cancel_scope.cancel()
     sandbox.faults = Faults()
     written = node_keys(output)
     assert 0 < len(written) < TOTAL_NODES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -302,7 +302,7 @@ class AsyncWiserClient:
         return template.format(**{name: quote(value, safe="") for name, value in params.items()})
 
     async def _get_one(self, path: str, cls: type[T]) -> T:
-        body = await self._get_json(path, None)
+        body = await self._get_json(path)
         return self._session.codec.structure(body, cls, method="GET", path=path)
 
     async def _get_page(
@@ -315,9 +315,8 @@ class AsyncWiserClient:
         on_item_error: Callable[[DecodeError], None] | None = None,
     ) -> Page[T]:
         pages = self._session.config.pages
-        params = {pages.offset_param: offset, pages.limit_param: limit}
-        body = await self._get_json(path, params)
-        shown = f"{path}?{urlencode(params)}"
+        target = f"{path}?{urlencode({pages.offset_param: offset, pages.limit_param: limit})}"
+        body = await self._get_json(target)
         return self._session.codec.structure_page(
             body,
             cls,
@@ -325,7 +324,7 @@ class AsyncWiserClient:
             limit=limit,
             keys=pages,
             method="GET",
-            path=shown,
+            path=target,
             on_item_error=on_item_error,
         )
 
@@ -341,23 +340,21 @@ class AsyncWiserClient:
                 return
             offset += page.size
 
-    async def _get_json(self, path: str, params: Mapping[str, Any] | None) -> Any:
-        shown = f"{path}?{urlencode(params)}" if params else path
-        content = await self._send("GET", path, params, shown)
+    async def _get_json(self, target: str) -> Any:
+        """GET `target` (a path under the base URL, with its query) and decode its JSON."""
+        content = await self._send("GET", target)
         try:
             return json.loads(content)
         except UnicodeDecodeError:
-            raise DecodeError("the body is not UTF-8 text", method="GET", path=shown) from None
+            raise DecodeError("the body is not UTF-8 text", method="GET", path=target) from None
         except json.JSONDecodeError as exc:
             raise DecodeError(
                 f"the body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})",
                 method="GET",
-                path=shown,
+                path=target,
             ) from None
 
-    async def _send(
-        self, method: str, path: str, params: Mapping[str, Any] | None, shown: str
-    ) -> bytes:
+    async def _send(self, method: str, target: str) -> bytes:
         session = self._session
         policy = session.retry
         started = anyio.current_time()
@@ -378,7 +375,7 @@ class AsyncWiserClient:
         # attempt runs without it; a failure is replayed into stamina, which
         # then decides, backs off and retries.
         try:
-            return await self._attempt(method, path, params, shown)
+            return await self._attempt(method, target)
         except (ServerError, TransportError, RateLimited) as exc:
             first_failure: Exception = exc
         except Exception:
@@ -398,52 +395,63 @@ class AsyncWiserClient:
                     if attempt_number == 1:
                         raise first_failure  # noqa: TRY301 - replayed for stamina to decide
                     session.stats.retries += 1
-                    return await self._attempt(method, path, params, shown)
+                    return await self._attempt(method, target)
         except Exception:
             session.stats.failures += 1
             raise
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _attempt(
-        self, method: str, path: str, params: Mapping[str, Any] | None, shown: str
-    ) -> bytes:
+    async def _attempt(self, method: str, target: str) -> bytes:
         session = self._session
         await session.throttle.wait_turn()
         session.budget.on_request()
-        async with session.limiter:
+        limiter = session.limiter
+        # A free slot is taken without a trip through the event loop: every
+        # yield here leaves pooled connections idle, which httpx2 pays for.
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        try:
             try:
+                # The target carries its query already encoded: one URL parse.
                 request = session.http.build_request(
-                    method, session.base_url + path, params=params, **session.request_options
+                    method, session.base_url + target, **session.request_options
                 )
                 response = await session.http.send(request, auth=self._auth, stream=True)
                 try:
-                    content = await self._read_body(response, method, shown)
+                    content = await self._read_body(response, method, target)
                 finally:
                     await response.aclose()
             except httpx2.TimeoutException as exc:
                 raise RequestTimeout(
-                    f"no answer in time ({type(exc).__name__})", method=method, path=shown
+                    f"no answer in time ({type(exc).__name__})", method=method, path=target
                 ) from exc
             except httpx2.DecodingError as exc:
                 raise DecodeError(
                     f"the body could not be decompressed ({type(exc).__name__})",
                     method=method,
-                    path=shown,
+                    path=target,
                 ) from exc
             except httpx2.TransportError as exc:
                 raise ConnectionFailed(
                     f"the connection failed or dropped ({type(exc).__name__})",
                     method=method,
-                    path=shown,
+                    path=target,
                 ) from exc
+        finally:
+            limiter.release()
         status = response.status_code
         if status < 400:
             return content
         if status == 401:
             raise AuthorizationRequired(
-                self.account, "the API refused the token after a refresh", method=method, path=shown
+                self.account,
+                "the API refused the token after a refresh",
+                method=method,
+                path=target,
             )
-        error = error_for_response(status, response.headers, content, method=method, path=shown)
+        error = error_for_response(status, response.headers, content, method=method, path=target)
         if isinstance(error, RateLimited):
             session.stats.throttled += 1
             wait = error.retry_after

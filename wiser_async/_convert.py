@@ -41,6 +41,7 @@ _OPEN_ENUMS: tuple[type[Any], ...] = (SiteType, RoomType, DeviceCategory, Device
 # The generated structuring code reads unknown fields from this key, which no
 # JSON object from the API can contain.
 _EXTRA_KEY = "\x00extra"
+_Hook = Callable[[Any, type], Any]
 _FIELD_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)")
 
 
@@ -93,6 +94,29 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+# The optional forms take None in the same call.
+
+
+def _structure_optional_int(value: Any, _: type) -> int | None:
+    return None if value is None else _structure_int(value, int)
+
+
+def _structure_optional_float(value: Any, _: type) -> float | None:
+    if type(value) is float or value is None:
+        return value
+    return _structure_float(value, float)
+
+
+def _structure_optional_datetime(value: Any, _: type) -> datetime | None:
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an RFC 3339 timestamp") from None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return None if value is None else _structure_datetime(value, datetime)
+
+
 def _unstructure_datetime(value: datetime) -> str:
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -108,13 +132,6 @@ def _open_enum_hook(enum_cls: type[Any]) -> Callable[[Any, type], Any]:
             raise TypeError(f"expected a string, got {type(value).__name__}")
         # Unknown values stay plain strings: the API may grow new ones.
         return members.get(value, value)
-
-    return structure
-
-
-def _optional(hook: Callable[[Any, type], Any]) -> Callable[[Any, type], Any]:
-    def structure(value: Any, cls: type) -> Any:
-        return None if value is None else hook(value, cls)
 
     return structure
 
@@ -153,16 +170,15 @@ class Codec:
         converter = cattrs.Converter(detailed_validation=detailed)
         # Each optional field gets one hook (not cattrs' generic Optional
         # wrapper around another hook): decoding is the crawl's hot path.
-        scalar_hooks: tuple[tuple[Any, Callable[[Any, type], Any]], ...] = (
-            (int, _structure_int),
-            (float, _structure_float),
-            (datetime, _structure_datetime),
+        scalar_hooks: tuple[tuple[Any, _Hook, _Hook], ...] = (
+            (str, _structure_str, _structure_optional_str),
+            (int, _structure_int, _structure_optional_int),
+            (float, _structure_float, _structure_optional_float),
+            (datetime, _structure_datetime, _structure_optional_datetime),
         )
-        for scalar, scalar_hook in scalar_hooks:
-            converter.register_structure_hook(scalar, scalar_hook)
-            converter.register_structure_hook(scalar | None, _optional(scalar_hook))
-        converter.register_structure_hook(str, _structure_str)
-        converter.register_structure_hook(str | None, _structure_optional_str)
+        for scalar, hook, optional_hook in scalar_hooks:
+            converter.register_structure_hook(scalar, hook)
+            converter.register_structure_hook(scalar | None, optional_hook)
         converter.register_unstructure_hook(datetime, _unstructure_datetime)
         for enum_cls in _OPEN_ENUMS:
             # One hook takes None too: the field type says whether None is allowed.

@@ -79,6 +79,8 @@ _MODEL_OF: dict[Collection, type[Any]] = {
     "room_devices": Device,
 }
 # Deeper levels first keeps the frontier (pages known but not fetched) small.
+# Collections whose items lead to more collections (rooms only when devices are read by room).
+_PARENTS = frozenset({"locations", "sites", "rooms"})
 _DEPTH: dict[Collection, int] = {
     "locations": 0,
     "sites": 1,
@@ -315,13 +317,18 @@ class _Job:
 
 
 class _FairQueue:
-    """Pending jobs, served round-robin between accounts, deepest level first within one."""
+    """Pending jobs, served round-robin between accounts, deepest level first within one.
+
+    A job put wakes one idle worker, not all of them: with dozens of workers
+    and thousands of jobs, waking every worker for every job would cost more
+    CPU than the requests themselves.
+    """
 
     def __init__(self) -> None:
         self._heaps: dict[str, list[tuple[int, int, _Job]]] = {}
         self._ring: deque[str] = deque()
         self._sequence = itertools.count()
-        self._changed = anyio.Event()
+        self._idle: deque[anyio.Event] = deque()
         self.active: dict[int, _Job] = {}
 
     def put(self, job: _Job) -> None:
@@ -331,11 +338,12 @@ class _FairQueue:
         if not heap:
             self._ring.append(job.account)
         heapq.heappush(heap, (-_DEPTH[job.collection], next(self._sequence), job))
-        self._wake()
+        if self._idle:
+            self._idle.popleft().set()
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+    def _wake_all(self) -> None:
+        while self._idle:
+            self._idle.popleft().set()
 
     async def get(self) -> _Job | None:
         """The next job, or None when no job is queued or running: the walk is over."""
@@ -349,14 +357,16 @@ class _FairQueue:
                 self.active[id(job)] = job
                 return job
             if not self.active:
-                self._wake()  # let the other idle workers see the end too
+                self._wake_all()  # the other idle workers see the end too
                 return None
-            await self._changed.wait()
+            event = anyio.Event()
+            self._idle.append(event)
+            await event.wait()
 
     def done(self, job: _Job) -> None:
         del self.active[id(job)]
         if not self.active and not self._ring:
-            self._wake()
+            self._wake_all()
 
     def drop_account(self, account: str) -> list[_Job]:
         """Remove and return the queued jobs of an account."""
@@ -547,7 +557,7 @@ class _Engine:
         if items and job.unit not in self.done_units:
             # Items of units a resumed walk already wrote are neither sent nor counted.
             self.counts[kind] += len(items)
-            await self.send.send(
+            await self._emit(
                 _Batch(
                     kind,
                     job.account,
@@ -558,9 +568,17 @@ class _Engine:
                     job.parent_id if job.collection == "room_devices" else None,
                 )
             )
-        for item in page.items:
-            self._children(job, item)
+        if job.collection in _PARENTS:
+            for item in page.items:
+                self._children(job, item)
         self._more_pages(job, page)
+
+    async def _emit(self, event: Event) -> None:
+        # Straight into the buffer when it has room; wait (backpressure) when not.
+        try:
+            self.send.send_nowait(event)
+        except anyio.WouldBlock:
+            await self.send.send(event)
 
     async def _job_finished(self, job: _Job) -> None:
         if job.account in self.dead_accounts:
@@ -571,7 +589,7 @@ class _Engine:
             return
         del self.open_jobs[job.unit]
         if job.unit not in self.done_units:
-            await self.send.send(_UnitDone(job.unit))
+            await self._emit(_UnitDone(job.unit))
 
     async def _fail(
         self,
@@ -595,7 +613,7 @@ class _Engine:
             site_id=job.site_id,
         )
         self.failures.append(failure)
-        await self.send.send(_FailureEvent(job.unit, failure))
+        await self._emit(_FailureEvent(job.unit, failure))
 
     async def _account_failed(self, account: str, error: AuthorizationError) -> None:
         # One failure for the account, not one per collection: nothing of it
@@ -609,7 +627,7 @@ class _Engine:
             account=account, resource="*", kind=kind, status=status, message=error.message
         )
         self.failures.append(failure)
-        await self.send.send(_FailureEvent(("account", account, ""), failure))
+        await self._emit(_FailureEvent(("account", account, ""), failure))
 
 
 class Walk:
@@ -659,6 +677,17 @@ class Walk:
         Raises:
             StopAsyncIteration: the walk is over.
         """
+        try:
+            # Drain what is buffered without a trip through the event loop per
+            # message: a consumer that yields on every page would fall behind
+            # the workers and hold them all on a full buffer.
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._ended is None:
+                self._ended = time.perf_counter()
+            raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
