@@ -285,9 +285,10 @@ async def test_cancelling_a_walk_stops_every_request_and_leaks_no_connection(
             async with client.walk(page_size=2) as walk:
                 async for _ in walk:
                     pass
-        after_cancel = sandbox.stats.requests
         pool = client._session.http._transport._pool  # type: ignore[attr-defined]
         assert all(conn.is_idle() or conn.is_closed() for conn in pool.connections)
+        await anyio.sleep(0.15)  # requests already on the wire reach the sandbox
+        after_cancel = sandbox.stats.requests
         await anyio.sleep(0.4)
         assert sandbox.stats.requests == after_cancel  # nothing kept running
         assert sandbox.stats.in_flight == 0
@@ -301,6 +302,7 @@ async def test_breaking_out_of_a_walk_early_stops_it(sandbox: Sandbox, urls: San
             async for node in walk:
                 if node.kind == "site":
                     break
+        await anyio.sleep(0.1)  # requests already on the wire reach the sandbox
         requests = sandbox.stats.requests
         await anyio.sleep(0.2)
         assert sandbox.stats.requests == requests

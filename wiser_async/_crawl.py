@@ -758,15 +758,16 @@ async def open_walk(
         send=send,
     )
     walk = Walk(receive, engine, client)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(engine.run, deadline)
-        try:
-            yield walk
-        finally:
-            # The consumer is done, early or not: stop the workers. The stream
-            # ends cleanly either way, so nothing outlives the block.
-            tg.cancel_scope.cancel()
-            receive.close()
+    with receive:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.run, deadline)
+            try:
+                yield walk
+            finally:
+                # The consumer is done, early or not: stop the workers. The
+                # receiving end closes only once they have stopped, so none
+                # finds it closed while still running; nothing outlives the block.
+                tg.cancel_scope.cancel()
 
 
 class _TreeBuilder:
