@@ -304,3 +304,95 @@ def test_tokens_list_of_a_redis_store(redis_url: str, sandbox: Sandbox) -> None:
     spec = f"{redis_url}?prefix={prefix}"
     assert run("tokens", "list", "--store", spec).output.startswith("acme\t")
     assert run("tokens", "delete", "acme", "--store", spec, "--yes").exit_code == 0
+
+
+def login_command(urls: SandboxUrls, store: Path, port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "wiser_async",
+        "login",
+        "-a",
+        "acme",
+        "--store",
+        f"file:{store}",
+        "--client-id",
+        "sandbox-client",
+        "--redirect-uri",
+        f"http://127.0.0.1:{port}/callback",
+        "--authorize-url",
+        urls.authorize_url,
+        "--token-url",
+        urls.token_url,
+        "--no-browser",
+        "--timeout",
+        "20",
+        *extra,
+    ]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_login(command: list[str], port: int) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `login`, playing the browser: open the URL it prints, follow the redirects."""
+    import httpx2
+
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WISER_CLIENT_SECRET": CLIENT_SECRET},
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Open this URL")
+        url = process.stdout.readline().strip()
+        with httpx2.Client(follow_redirects=True, timeout=10) as browser:
+            # Browsers ask for more than the callback; those get a 404.
+            assert browser.get(f"http://127.0.0.1:{port}/favicon.ico").status_code == 404
+            page = browser.get(url)
+        out, err = process.communicate(timeout=20)
+    return subprocess.CompletedProcess(command, process.returncode, out, err), page.status_code
+
+
+@pytest.mark.slow
+def test_login_authorizes_in_a_browser_and_stores_the_token(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    store = tmp_path / "tokens"
+    port = free_port()
+    completed, status = run_login(login_command(urls, store, port), port)
+    assert completed.returncode == 0, completed.stderr
+    assert status == 200  # the browser landed on the "you can close this window" page
+    assert "Token stored for 'acme'" in completed.stdout
+    token = anyio.run(FileTokenStore(store).load, "acme")
+    assert token is not None
+    assert token.access_token not in completed.stdout + completed.stderr
+    assert sandbox.stats.token_requests == {"authorization_code": 1}
+
+
+@pytest.mark.slow
+def test_login_reports_a_refusal(tmp_path: Path) -> None:
+    denying = Sandbox(consent="deny")
+    with denying.serve_in_thread() as urls:
+        port = free_port()
+        completed, _ = run_login(login_command(urls, tmp_path / "tokens", port), port)
+    assert completed.returncode == 2
+    assert "denied" in completed.stderr
+    assert not (tmp_path / "tokens").exists() or not list((tmp_path / "tokens").glob("*.json"))
+
+
+def test_login_needs_a_loopback_redirect_uri() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["login", "-a", "x", "--client-id", "c", "--redirect-uri", "https://example.com/cb"],
+    )
+    assert result.exit_code == 2
+    assert "loopback" in result.output or "127.0.0.1" in result.output

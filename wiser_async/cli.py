@@ -5,6 +5,7 @@
     wiser-async demo                 the sandbox, the OAuth flow, a crawl and a summary
     wiser-async crawl -o OUT.jsonl   crawl portfolios to JSONL (resumable) or JSON
     wiser-async diff OLD NEW         devices added, removed and changed between two crawls
+    wiser-async login -a ACCOUNT     authorize a customer in a browser, store the token
     wiser-async tokens list|show|delete --store SPEC
     wiser-async sandbox              serve the emulator on a loopback port
 """
@@ -37,6 +38,7 @@ from token_stores import (
 )
 
 from . import (
+    DEFAULT_AUTHORIZE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_TOKEN_URL,
     ApiConfig,
@@ -573,6 +575,119 @@ def diff(old: Path, new: Path, ignore: tuple[str, ...], as_json: bool) -> None:
             )
             click.echo(f"~ {change.account}/{change.id}: {fields}")
     raise SystemExit(0 if result.empty else 1)
+
+
+# -- login ------------------------------------------------------------------------------
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_CALLBACK_PAGE = (
+    b"<!doctype html><title>wiser-async</title>"
+    b"<p>Authorization received. You can close this window.</p>"
+)
+
+
+@main.command()
+@click.option("-a", "--account", required=True, help="Account key to store the token under.")
+@store_options
+@click.option("--client-id", envvar="WISER_CLIENT_ID", required=True, help="OAuth client id.")
+@click.option(
+    "--client-secret",
+    envvar="WISER_CLIENT_SECRET",
+    help="OAuth client secret (prefer the env var).",
+)
+@click.option(
+    "--redirect-uri",
+    default="http://127.0.0.1:8765/callback",
+    show_default=True,
+    help="The registered callback: a loopback http:// URL this command listens on.",
+)
+@click.option("--authorize-url", default=DEFAULT_AUTHORIZE_URL, show_default=True)
+@click.option("--token-url", default=DEFAULT_TOKEN_URL, show_default=True)
+@click.option("--scope", "scopes", multiple=True, help="Scope to request (repeat).")
+@click.option("--login-hint", help="Passed to the authorization server.")
+@click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for consent.")
+def login(
+    account: str,
+    store_spec: str,
+    encryption_keys: tuple[str, ...],
+    client_id: str,
+    client_secret: str | None,
+    redirect_uri: str,
+    authorize_url: str,
+    token_url: str,
+    scopes: tuple[str, ...],
+    login_hint: str | None,
+    no_browser: bool,
+    timeout: float,
+) -> None:
+    """Authorize a customer in a browser and store the token.
+
+    Listens on the redirect URI (a loopback address), opens the authorization
+    URL (state and PKCE S256), waits for the redirect back, checks it,
+    exchanges the code and stores the token under the account key.
+    """
+    callback = httpx2.URL(redirect_uri)
+    port = callback.port
+    if callback.scheme != "http" or callback.host not in _LOOPBACK or port is None:
+        raise click.BadParameter(
+            "login listens on the redirect URI: give http://127.0.0.1:PORT/PATH",
+            param_hint="--redirect-uri",
+        )
+
+    async def run(store: TokenStore) -> Token:
+        async with WiserOAuth(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            store=store,
+            scopes=scopes,
+            authorize_url=authorize_url,
+            token_url=token_url,
+        ) as oauth:
+            request = oauth.authorization_request(login_hint=login_hint)
+            listener = await anyio.create_tcp_listener(local_host=callback.host, local_port=port)
+            async with listener:
+                click.echo(f"Open this URL to authorize {account!r}:\n{request.url}", err=False)
+                if not no_browser:
+                    import webbrowser
+
+                    webbrowser.open(request.url)
+                with anyio.fail_after(timeout):
+                    # One address, so one listener.
+                    callback_url = await _receive_callback(listener.listeners[0], callback)
+            return await oauth.complete_authorization(account, callback_url, request)
+
+    try:
+        token = _with_store(store_spec, encryption_keys, run)
+    except TimeoutError:
+        click.echo(f"error: no authorization arrived within {timeout:g} s", err=True)
+        raise SystemExit(2) from None
+    click.echo(f"Token stored for {account!r}; it {_expiry(token)}.")
+
+
+async def _receive_callback(listener: Any, callback: httpx2.URL) -> str:
+    """Serve the loopback listener until the redirect to `callback`'s path arrives."""
+    while True:
+        async with await listener.accept() as stream:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 16384:
+                try:
+                    head += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            method, _, rest = request_line.partition(" ")
+            target = rest.rpartition(" ")[0]
+            if method == "GET" and target.split("?", 1)[0] == callback.path:
+                await stream.send(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                    % (len(_CALLBACK_PAGE), _CALLBACK_PAGE)
+                )
+                return str(callback.copy_with(raw_path=target.encode("latin-1")))
+            # A browser also asks for /favicon.ico and the like.
+            await stream.send(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
 
 
 # -- tokens -----------------------------------------------------------------------------
