@@ -299,3 +299,23 @@ async def test_a_valid_cached_token_costs_no_store_round_trip_and_a_401_rereads_
         await client.locations.page()  # 401: the store is read again before refreshing
         assert store.loads == first_loads + 1
         assert sandbox.stats.token_requests == {"refresh_token": 1}
+
+
+async def test_a_refresh_cancelled_by_its_caller_still_saves_the_rotated_token(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    from wiser_async.sandbox import Faults
+
+    store = MemoryTokenStore()
+    stale = await issue(sandbox, store, "acct", expired=True)
+    sandbox.faults = Faults(token_latency=0.3)  # the server rotates, then answers slowly
+    async with make_oauth(urls, store) as oauth:
+        with anyio.move_on_after(0.1):  # the caller gives up after 0.1 s
+            await oauth.token("acct")
+        saved = await store.load("acct")
+        assert saved is not None
+        assert saved.fingerprint != stale.fingerprint  # the rotated token was kept
+        sandbox.faults = Faults()
+        assert (await oauth.token("acct")).fingerprint == saved.fingerprint
+    assert sandbox.stats.token_requests == {"refresh_token": 1}
+    assert sandbox.stats.token_errors == {}

@@ -61,31 +61,42 @@ class Token:
         )
 
     @classmethod
-    def from_response(cls, response: Mapping[str, Any], *, now: float | None = None) -> Token:
+    def from_response(
+        cls,
+        response: Mapping[str, Any],
+        *,
+        now: float | None = None,
+        default_lifetime: float | None = None,
+    ) -> Token:
         """Build a token from an RFC 6749 token-endpoint response.
+
+        Lenient where leniency is safe: the server has already issued (and
+        perhaps rotated) the tokens, so an odd ``expires_in`` must not lose them.
 
         Args:
             response: The decoded JSON body (``access_token``, ``expires_in``, ...).
             now: The time the response was received; defaults to `time.time()`.
+            default_lifetime: Seconds the access token lives when the response
+                gives no usable ``expires_in`` (None: unknown, refreshed on 401).
 
         Raises:
-            ValueError: if ``access_token`` is missing or ``expires_in`` is not a number.
+            ValueError: if ``access_token`` is missing.
         """
         issued = time.time() if now is None else now
         access = response.get("access_token")
         if not isinstance(access, str) or not access:
             raise ValueError("token response has no access_token")
-        expires_in = response.get("expires_in")
+        lifetime = _seconds(response.get("expires_in"))
+        raw_at = response.get("expires_at")
         expires_at: float | None
-        if expires_in is None:
-            raw_at = response.get("expires_at")
-            expires_at = float(raw_at) if isinstance(raw_at, int | float) else None
-        elif (isinstance(expires_in, int | float) and not isinstance(expires_in, bool)) or (
-            isinstance(expires_in, str) and expires_in.isdigit()
-        ):
-            expires_at = issued + float(expires_in)
+        if lifetime is not None:
+            expires_at = issued + lifetime
+        elif isinstance(raw_at, int | float) and not isinstance(raw_at, bool):
+            expires_at = float(raw_at)
+        elif default_lifetime is not None:
+            expires_at = issued + default_lifetime
         else:
-            raise ValueError("token response has a non-numeric expires_in")
+            expires_at = None
         refresh = response.get("refresh_token")
         scope = response.get("scope")
         known = _KNOWN | {"expires_in"}
@@ -166,6 +177,20 @@ class Token:
         if not isinstance(decoded, dict):
             raise CorruptTokenData("stored token is not a JSON object")
         return cls.from_dict(decoded)
+
+
+def _seconds(value: Any) -> float | None:
+    """A non-negative number of seconds from a number or a numeric string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and value == value and 0 <= value < float("inf"):
+        return float(value)
+    return None
 
 
 def _describe(exc: BaseException) -> str:

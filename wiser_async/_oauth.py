@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -116,6 +117,9 @@ class WiserOAuth:
             form fields) or ``"client_secret_basic"`` (HTTP Basic).
         timeout: Seconds allowed for each token-endpoint request.
         lock_timeout: Seconds to wait for the store's lock of an account.
+        default_token_lifetime: Seconds an access token lives when the token
+            response has no usable ``expires_in`` (the contract's 3600 s);
+            None: unknown, refreshed only after a 401.
         transport: An httpx2 transport for the token endpoint, such as the
             sandbox's in-process one.
     """
@@ -135,6 +139,7 @@ class WiserOAuth:
         token_endpoint_auth_method: str = "client_secret_post",  # noqa: S107 - a method name
         timeout: float = 10.0,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        default_token_lifetime: float | None = 3600.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         if leeway < 0 or leeway_jitter < 0:
@@ -148,6 +153,7 @@ class WiserOAuth:
         self.leeway = leeway
         self.leeway_jitter = leeway_jitter
         self.lock_timeout = lock_timeout
+        self.default_token_lifetime = default_token_lifetime
         self._token_path = urlsplit(token_url).path or "/"
         client_kwargs: dict[str, Any] = {"timeout": timeout}
         if transport is not None:
@@ -260,10 +266,15 @@ class WiserOAuth:
         redirect_uri = redirect_uri or self.redirect_uri
         if redirect_uri is None:
             raise ValueError("a code exchange needs the redirect_uri of its authorization")
-        token = await self._token_request(
-            "authorization_code", code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
-        )
-        await self.store.save(account, token)
+        # A code is single-use: once exchanged, the token must reach the store.
+        with _finishing("code exchange", self._token_path):
+            token = await self._token_request(
+                "authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+                redirect_uri=redirect_uri,
+            )
+            await self.store.save(account, token)
         self._dead.pop(account, None)
         self._cache[account] = self._cached(token)
         return token
@@ -340,8 +351,15 @@ class WiserOAuth:
             raise AuthorizationRequired(account, "the token expired and there is no refresh token")
         if self._dead.get(account) == current.fingerprint:
             raise AuthorizationRequired(account, "the refresh token was rejected (invalid_grant)")
+        # From here the refresh runs to its end even if the caller is
+        # cancelled (a deadline, a closed web request, Ctrl-C): once the server
+        # has rotated the refresh token, only saving the new one keeps the grant.
+        with _finishing("refresh", self._token_path):
+            return await self._refresh_and_save(account, current, current.refresh_token)
+
+    async def _refresh_and_save(self, account: str, current: Token, refresh_token: str) -> Token:
         try:
-            new = await self._token_request("refresh_token", refresh_token=current.refresh_token)
+            new = await self._token_request("refresh_token", refresh_token=refresh_token)
         except TokenEndpointError as exc:
             if exc.error != "invalid_grant":
                 raise
@@ -402,9 +420,27 @@ class WiserOAuth:
             # authlib's message for a body that is not a JSON object; no secret in it.
             raise TokenEndpointError("invalid_response", str(exc), path=self._token_path) from None
         try:
-            return Token.from_response(dict(response))
+            return Token.from_response(dict(response), default_lifetime=self.default_token_lifetime)
         except ValueError as exc:
             raise TokenEndpointError("invalid_response", str(exc), path=self._token_path) from None
+
+
+# How long a refresh or a code exchange may take once started, whatever
+# happens to its caller: the token endpoint's retries and the store's write.
+FINISHING_LIMIT = 120.0
+
+
+@contextmanager
+def _finishing(what: str, path: str) -> Iterator[None]:
+    """Shield a token-endpoint call and the save after it from cancellation, for a bounded time."""
+    with anyio.CancelScope(shield=True):
+        try:
+            with anyio.fail_after(FINISHING_LIMIT):
+                yield
+        except TimeoutError:
+            raise TokenEndpointError(
+                "timeout", f"the {what} did not finish within {FINISHING_LIMIT:g} s", path=path
+            ) from None
 
 
 def _token_call_retryable(exc: Exception) -> bool:
