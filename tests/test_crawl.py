@@ -371,3 +371,13 @@ def test_crawl_result_of_several_accounts_has_no_single_locations() -> None:
     result = CrawlResult(portfolios={"a": [], "b": []}, failures=[], stats=CrawlStats())
     with pytest.raises(ValueError, match="several accounts"):
         _ = result.locations
+
+
+async def test_an_error_in_the_walk_block_comes_out_as_itself(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    async with crawler(sandbox, urls) as client:
+        with pytest.raises(LookupError, match="consumer"):
+            async with client.walk() as walk:
+                async for _ in walk:
+                    raise LookupError("the consumer failed")

@@ -319,3 +319,28 @@ async def test_a_refresh_cancelled_by_its_caller_still_saves_the_rotated_token(
         assert (await oauth.token("acct")).fingerprint == saved.fingerprint
     assert sandbox.stats.token_requests == {"refresh_token": 1}
     assert sandbox.stats.token_errors == {}
+
+
+async def test_redis_store_lets_authorization_required_out_as_itself(
+    sandbox: Sandbox, urls: SandboxUrls, redis_url: str
+) -> None:
+    import uuid
+
+    from token_stores import RedisTokenStore
+
+    store = RedisTokenStore(redis_url, prefix=f"test-{uuid.uuid4().hex}")
+    try:
+        stale = await issue(sandbox, store, "acct", expired=True)
+        other = MemoryTokenStore()
+        await other.save("acct", stale)
+        async with make_oauth(urls, other) as rotating:
+            await rotating.token("acct")  # the refresh token in Redis is now dead
+        async with make_oauth(urls, store) as oauth:
+            with pytest.raises(AuthorizationRequired, match="invalid_grant"):
+                await oauth.token("acct")
+            async with make_client(oauth, urls) as client:
+                result = await client.crawl()
+        assert [failure.kind for failure in result.failures] == ["authorization"]
+    finally:
+        await store.delete("acct")
+        await store.aclose()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -41,6 +41,18 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
 end
 return 0
 """
+
+
+@contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Let an error of the locked block out as itself, not in the task group's ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            error = group.exceptions[0]
+            raise error from error.__cause__
+        raise
 
 
 class RedisTokenStore:
@@ -212,12 +224,13 @@ class RedisTokenStore:
         if not acquired:
             raise LockTimeout(key, timeout, f"{self._where} ({self.prefix})")
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_leased, lock, key)
-                try:
-                    yield
-                finally:
-                    tg.cancel_scope.cancel()
+            with _unwrapped():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._keep_leased, lock, key)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
         finally:
             await self._release(lock, key)
 

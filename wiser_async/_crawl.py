@@ -17,7 +17,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Container, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
@@ -730,6 +730,18 @@ class _Events:
         return await self._walk.next_event()
 
 
+@contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Let an error of the walk's block out as itself, not in the task group's ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            error = group.exceptions[0]
+            raise error from error.__cause__
+        raise
+
+
 @asynccontextmanager
 async def open_walk(
     client: AsyncWiserClient,
@@ -758,7 +770,7 @@ async def open_walk(
         send=send,
     )
     walk = Walk(receive, engine, client)
-    with receive:
+    with receive, _unwrapped():
         async with anyio.create_task_group() as tg:
             tg.start_soon(engine.run, deadline)
             try:
