@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import attrs
+import httpx2
 import pytest
 
 from tests.support import FAST_RETRY, issue, make_client, make_oauth
@@ -376,8 +377,125 @@ def test_crawl_result_of_several_accounts_has_no_single_locations() -> None:
 async def test_an_error_in_the_walk_block_comes_out_as_itself(
     sandbox: Sandbox, urls: SandboxUrls
 ) -> None:
+    async def consume(client: AsyncWiserClient) -> None:
+        async with client.walk() as walk:
+            async for _ in walk:
+                raise LookupError("the consumer failed")
+
     async with crawler(sandbox, urls) as client:
         with pytest.raises(LookupError, match="consumer"):
-            async with client.walk() as walk:
-                async for _ in walk:
-                    raise LookupError("the consumer failed")
+            await consume(client)
+
+
+def stub_api(handler: Any) -> AsyncWiserClient:
+    """A client whose API (and token endpoint) is `handler`, in process."""
+    from token_stores import Token
+    from wiser_async import ApiConfig, WiserOAuth
+
+    store = MemoryTokenStore()
+    transport = httpx2.MockTransport(handler)
+    oauth = WiserOAuth(
+        client_id="c",
+        client_secret="s",
+        store=store,
+        token_url="https://auth.invalid/token",
+        transport=transport,
+    )
+    store._tokens["acct"] = Token(access_token="a", refresh_token="r", expires_at=4e9)
+    return AsyncWiserClient(
+        oauth,
+        "acct",
+        config=ApiConfig(base_url="https://api.invalid/v1"),
+        transport=transport,
+        retry=FAST_RETRY,
+    )
+
+
+def page_of(
+    request: httpx2.Request, items: list[dict[str, Any]], *, cap: int, echo: bool
+) -> httpx2.Response:
+    offset = int(request.url.params["offset"])
+    limit = int(request.url.params["limit"])
+    served = items[offset : offset + min(limit, cap)]
+    meta: dict[str, Any] = {"offset": offset, "total": len(items)}
+    if echo:
+        meta["limit"] = limit  # some servers echo the limit asked, not the one applied
+    return httpx2.Response(200, json={"data": served, "meta": meta})
+
+
+@pytest.mark.parametrize("echo", [True, False])
+async def test_a_server_serving_fewer_items_than_asked_loses_none(echo: bool) -> None:
+    locations = [{"id": f"loc-{index}"} for index in range(250)]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if path.endswith("/locations"):
+            return page_of(request, locations, cap=100, echo=echo)
+        return httpx2.Response(200, json={"data": [], "meta": {"total": 0}})
+
+    async with stub_api(handler) as client:
+        result = await client.crawl(page_size=500)
+    assert result.complete
+    assert sorted(tree.location.id for tree in result.locations) == sorted(
+        location["id"] for location in locations
+    )
+
+
+async def test_a_page_shorter_than_its_share_is_completed() -> None:
+    sites = [{"id": f"site-{index}"} for index in range(30)]
+    short_once = {"done": False}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if path.endswith("/locations"):
+            return httpx2.Response(200, json={"data": [{"id": "l"}], "meta": {"total": 1}})
+        if path.endswith("/sites"):
+            offset = int(request.url.params["offset"])
+            if offset == 10 and not short_once["done"]:
+                short_once["done"] = True  # this once, 4 of the 10 items asked
+                return httpx2.Response(
+                    200, json={"data": sites[10:14], "meta": {"offset": 10, "total": 30}}
+                )
+            return page_of(request, sites, cap=500, echo=True)
+        return httpx2.Response(200, json={"data": [], "meta": {"total": 0}})
+
+    async with stub_api(handler) as client:
+        result = await client.crawl(page_size=10)
+    found = [site.site.id for site in result.locations[0].sites]
+    assert sorted(found) == sorted(site["id"] for site in sites)
+    assert len(found) == len(set(found))  # and no item twice
+
+
+async def test_devices_read_by_room_stay_in_that_room_even_without_room_id() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        data: list[dict[str, Any]] = []
+        if path.endswith("/locations"):
+            data = [{"id": "l"}]
+        elif path.endswith("/l/sites"):
+            data = [{"id": "s"}]
+        elif path.endswith("/s/rooms"):
+            data = [{"id": "r"}]
+        elif path.endswith("/r/devices"):
+            data = [{"id": "d1"}]  # no roomId in a room's own listing
+        elif path.endswith("/s/devices"):
+            data = [{"id": "d1", "roomId": "r"}, {"id": "meter", "roomId": None}]
+        return httpx2.Response(200, json={"data": data, "meta": {"total": len(data)}})
+
+    async with stub_api(handler) as client:
+        result = await client.crawl(devices_by="room")
+    site = result.locations[0].sites[0]
+    assert [device.id for device in site.rooms[0].devices] == ["d1"]
+    assert [device.id for device in site.devices] == ["meter"]
+
+
+async def test_a_token_endpoint_outage_fails_parts_not_the_account() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/token":
+            return httpx2.Response(503, text="<html><title>down</title></html>")
+        return httpx2.Response(401, json={"error": {"code": "invalid_token"}})
+
+    async with stub_api(handler) as client:
+        result = await client.crawl()
+    kinds = {failure.kind for failure in result.failures}
+    assert kinds == {"token_endpoint"}

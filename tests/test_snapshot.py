@@ -261,3 +261,27 @@ def test_unreadable_snapshot_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"type": "device", "data": {"id": "d"}}\n{broken\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         list(read_snapshot(path))
+
+
+async def test_parts_lost_to_a_passing_outage_are_read_again_on_resume(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    from wiser_async import RetryPolicy
+
+    reference = tmp_path / "reference.jsonl"
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await crawl_to_jsonl(client, reference, page_size=5)
+        sandbox.faults = Faults(error_rate=0.3, seed=5)
+        client._session.retry = RetryPolicy(attempts=1)  # no retries: failures show
+        failures, _ = await crawl_to_jsonl(client, output, page_size=5)
+        assert failures
+        assert {failure.kind for failure in failures} == {"server_error"}
+        assert '"complete"' not in checkpoint_path(output).read_text()
+        assert node_keys(output) != node_keys(reference)
+        sandbox.faults = Faults()
+        failures, _ = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert failures == []
+    assert node_keys(output) == node_keys(reference)
+    # No failure record stays behind for a part that was read in the end.
+    assert all(record["type"] != "failure" for record in read_snapshot(output))

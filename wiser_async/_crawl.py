@@ -37,6 +37,7 @@ from .errors import (
     RateLimited,
     RequestTimeout,
     ServerError,
+    TokenEndpointError,
     WiserError,
 )
 from .models import Device, Location, Page, Room, Site
@@ -302,7 +303,7 @@ class _UnitDone:
 Event: TypeAlias = _Batch | _FailureEvent | _UnitDone
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, kw_only=True)
 class _Job:
     account: str
     unit: Unit
@@ -310,10 +311,11 @@ class _Job:
     parent_id: str | None
     location_id: str | None
     site_id: str | None
-    offset: int
+    offset: int = 0
+    limit: int
     # The first page of a collection schedules the others: all at once when
     # the API gives a total, else the next one each time.
-    first: bool
+    first: bool = True
 
 
 class _FairQueue:
@@ -381,6 +383,18 @@ class _FairQueue:
         return queued + list(self.active.values())
 
 
+# Failures that say nothing about the resource itself (the API or the store
+# could not answer in time): a resumed crawl reads those parts again. A 403,
+# 404, 400 or an undecodable body is the API's answer, and is kept.
+RETRY_LATER_KINDS = frozenset(
+    {"server_error", "timeout", "connection", "rate_limited", "store", "token_endpoint", "deadline"}
+)
+# Token-endpoint failures that pass: the account's grant may be fine.
+_PASSING_TOKEN_ERRORS = frozenset(
+    {"timeout", "unreachable", "server_error", "invalid_response", "temporarily_unavailable"}
+)
+
+
 def _failure_kind(error: BaseException) -> tuple[str, int | None]:
     status = getattr(error, "status_code", None)
     kinds: list[tuple[type[BaseException], str]] = [
@@ -428,6 +442,8 @@ class _Engine:
         self.open_jobs: dict[Unit, int] = {}
         self.failures: list[Failure] = []
         self.dead_accounts: set[str] = set()
+        self.failed_jobs: set[int] = set()
+        self.unfinished_units: set[Unit] = set()
         self.workers = 2 * client.max_in_flight
         self.counts: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
 
@@ -437,49 +453,70 @@ class _Engine:
         self.open_jobs[job.unit] = self.open_jobs.get(job.unit, 0) + 1
         self.queue.put(job)
 
+    def _first_page(
+        self,
+        account: str,
+        unit: Unit,
+        collection: Collection,
+        parent_id: str | None,
+        location_id: str | None,
+        site_id: str | None,
+    ) -> None:
+        self._enqueue(
+            _Job(
+                account=account,
+                unit=unit,
+                collection=collection,
+                parent_id=parent_id,
+                location_id=location_id,
+                site_id=site_id,
+                limit=self.page_size,
+            )
+        )
+
     def start(self) -> None:
         for account in self.clients:
-            self._enqueue(
-                _Job(account, ("account", account, ""), "locations", None, None, None, 0, True)
-            )
+            self._first_page(account, ("account", account, ""), "locations", None, None, None)
 
     def _children(self, job: _Job, item: Item) -> None:
         account = job.account
         if job.collection == "locations":
-            unit: Unit = ("location", account, item.id)
-            self._enqueue(_Job(account, unit, "sites", item.id, item.id, None, 0, True))
+            self._first_page(
+                account, ("location", account, item.id), "sites", item.id, item.id, None
+            )
         elif job.collection == "sites":
-            unit = ("site", account, item.id)
+            unit: Unit = ("site", account, item.id)
             if unit in self.done_units:
                 return  # read before an interruption: a resumed walk skips it
-            location_id = job.location_id
-            self._enqueue(_Job(account, unit, "rooms", item.id, location_id, item.id, 0, True))
-            self._enqueue(
-                _Job(account, unit, "site_devices", item.id, location_id, item.id, 0, True)
-            )
+            site_collections: tuple[Collection, ...] = ("rooms", "site_devices")
+            for collection in site_collections:
+                self._first_page(account, unit, collection, item.id, job.location_id, item.id)
         elif job.collection == "rooms" and self.devices_by == "room":
-            self._enqueue(
-                _Job(
-                    account,
-                    job.unit,
-                    "room_devices",
-                    item.id,
-                    job.location_id,
-                    job.site_id,
-                    0,
-                    True,
-                )
+            self._first_page(
+                account, job.unit, "room_devices", item.id, job.location_id, job.site_id
             )
 
     def _more_pages(self, job: _Job, page: Page[Any]) -> None:
-        if not job.first or page.is_last:
+        size = page.size
+        if page.total is None:
+            # No total: page on until a short page.
+            if not page.is_last:
+                self._enqueue(attrs.evolve(job, offset=job.offset + size))
             return
-        if page.total is not None:
-            offsets: Iterator[int] = iter(range(job.offset + page.limit, page.total, page.limit))
-        else:
-            offsets = iter((job.offset + page.size,))
-        for offset in offsets:
-            self._enqueue(attrs.evolve(job, offset=offset, first=page.total is None))
+        if job.first:
+            if page.is_last:
+                return
+            # Every other page at once. A server that serves fewer items than
+            # asked (a smaller maximum) sets the step, or items would be skipped.
+            step = size if size < page.limit else page.limit
+            for offset in range(job.offset + step, page.total, step):
+                self._enqueue(attrs.evolve(job, offset=offset, limit=step, first=False))
+            return
+        # A later page shorter than its share (the server served fewer this
+        # time): read the rest of its share, and no further.
+        expected = min(job.limit, page.total - job.offset)
+        if 0 < size < expected:
+            self._enqueue(attrs.evolve(job, offset=job.offset + size, limit=job.limit - size))
 
     # -- running ------------------------------------------------------------------
 
@@ -493,20 +530,22 @@ class _Engine:
                         tg.start_soon(self._worker)
             if scope.cancelled_caught:
                 for job in self.queue.pending():
-                    await self._fail(
-                        job,
-                        "deadline",
-                        None,
-                        f"not read: the crawl's deadline of {deadline:g} s passed",
-                    )
+                    if id(job) not in self.failed_jobs:
+                        await self._fail(
+                            job,
+                            "deadline",
+                            None,
+                            f"not read: the crawl's deadline of {deadline:g} s passed",
+                        )
 
     async def _worker(self) -> None:
         while (job := await self.queue.get()) is not None:
-            # A job cut short by the deadline stays in the queue's active set,
-            # so that it is reported as not read.
+            # A job counts as done only once all of it (its unit's end
+            # included) has been sent: one cut short by the deadline stays in
+            # the queue's active set and is reported as not read.
             await self._run(job)
-            self.queue.done(job)
             await self._job_finished(job)
+            self.queue.done(job)
 
     def _path(self, job: _Job) -> str:
         paths = self.paths
@@ -537,6 +576,14 @@ class _Engine:
                 limit=self.page_size,
                 on_item_error=item_errors.append,
             )
+        except TokenEndpointError as exc:
+            if exc.error in _PASSING_TOKEN_ERRORS:
+                await self._fail(
+                    job, "token_endpoint", exc.status_code, exc.message, resource=exc.path
+                )
+            else:
+                await self._account_failed(job.account, exc)
+            return
         except AuthorizationError as exc:
             await self._account_failed(job.account, exc)
             return
@@ -556,7 +603,6 @@ class _Engine:
         kind = _KIND_OF[job.collection]
         if items and job.unit not in self.done_units:
             # Items of units a resumed walk already wrote are neither sent nor counted.
-            self.counts[kind] += len(items)
             await self._emit(
                 _Batch(
                     kind,
@@ -568,6 +614,7 @@ class _Engine:
                     job.parent_id if job.collection == "room_devices" else None,
                 )
             )
+            self.counts[kind] += len(items)
         if job.collection in _PARENTS:
             for item in page.items:
                 self._children(job, item)
@@ -588,7 +635,9 @@ class _Engine:
             self.open_jobs[job.unit] = left
             return
         del self.open_jobs[job.unit]
-        if job.unit not in self.done_units:
+        # A unit with a part left unread for a passing reason is not finished:
+        # a resumed walk reads it again.
+        if job.unit not in self.done_units and job.unit not in self.unfinished_units:
             await self._emit(_UnitDone(job.unit))
 
     async def _fail(
@@ -613,6 +662,9 @@ class _Engine:
             site_id=job.site_id,
         )
         self.failures.append(failure)
+        self.failed_jobs.add(id(job))
+        if kind in RETRY_LATER_KINDS:
+            self.unfinished_units.add(job.unit)
         await self._emit(_FailureEvent(job.unit, failure))
 
     async def _account_failed(self, account: str, error: AuthorizationError) -> None:
@@ -790,7 +842,8 @@ class _TreeBuilder:
         self.sites: dict[tuple[str, str], SiteTree] = {}
         self.site_location: dict[tuple[str, str], str] = {}
         self.rooms: dict[tuple[str, str], dict[str, RoomTree]] = {}
-        self.devices: dict[tuple[str, str], list[Device]] = {}
+        # Per site: (the room the listing was of, if any; its devices).
+        self.devices: dict[tuple[str, str], list[tuple[str | None, Sequence[Device]]]] = {}
 
     def add(self, batch: _Batch) -> None:
         account = batch.account
@@ -808,8 +861,8 @@ class _TreeBuilder:
             for item in batch.items:
                 rooms[item.id] = RoomTree(item)  # type: ignore[arg-type]
         else:
-            self.devices.setdefault((account, batch.site_id or ""), []).extend(
-                batch.items  # type: ignore[arg-type]
+            self.devices.setdefault((account, batch.site_id or ""), []).append(
+                (batch.room_id, batch.items)  # type: ignore[arg-type]
             )
 
     def result(
@@ -818,9 +871,12 @@ class _TreeBuilder:
         for key, site_tree in self.sites.items():
             rooms = self.rooms.get(key, {})
             site_tree.rooms = list(rooms.values())
-            for device in self.devices.get(key, []):
-                room = rooms.get(device.room_id) if device.room_id is not None else None
-                (room.devices if room is not None else site_tree.devices).append(device)
+            for listed_room, devices in self.devices.get(key, []):
+                for device in devices:
+                    # A room's listing places its devices, whatever their roomId says.
+                    room_id = listed_room if listed_room is not None else device.room_id
+                    room = rooms.get(room_id) if room_id is not None else None
+                    (room.devices if room is not None else site_tree.devices).append(device)
             location = self.locations.get(key[0], {}).get(self.site_location[key])
             if location is not None:
                 location.sites.append(site_tree)

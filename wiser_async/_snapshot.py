@@ -33,6 +33,7 @@ import anyio
 import attrs
 
 from ._crawl import (
+    RETRY_LATER_KINDS,
     DevicesBy,
     Failure,
     Unit,
@@ -56,7 +57,8 @@ __all__ = [
 ]
 
 _COMPLETE = "complete"
-_INTERRUPTIONS = frozenset({"deadline", "authorization", "store"})
+# Parts left unread for these reasons belong to no finished unit: a resume reads them.
+_INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization"}
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -196,8 +198,8 @@ async def crawl_to_jsonl(
                 await marks.write(_line({"unit": list(event.unit), "offset": size}))
                 await marks.flush()
         # Parts left unread by an interruption (the deadline, an account that
-        # needs authorization, a store outage) belong to no finished unit: a
-        # resume reads them. Otherwise the crawl is complete.
+        # needs authorization, a store or API outage) belong to no finished
+        # unit: a resume reads them. Otherwise the crawl is complete.
         if not any(failure.kind in _INTERRUPTIONS for failure in walk.failures):
             await marks.write(_line({_COMPLETE: True}))
     return walk.failures, walk.stats
