@@ -179,3 +179,15 @@ async def test_for_account_shares_the_pool_and_reads_another_customer(
         assert alpha.stats is beta.stats
         assert alpha.stats.requests == 2
         assert "b" in repr(beta)
+
+
+async def test_closing_a_for_account_sibling_leaves_the_shared_pool_open(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    store = MemoryTokenStore()
+    await issue(sandbox, store, "a")
+    await issue(sandbox, store, "b")
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls, "a") as client:
+        async with client.for_account("b") as sibling:
+            assert await sibling.locations.list()
+        assert await client.locations.list()  # still open

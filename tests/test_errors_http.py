@@ -310,3 +310,18 @@ def test_errors_pickle_with_their_attributes() -> None:
     assert str(copy) == str(error)
     assert copy.retry_after == 2.0
     assert copy.path == "/locations"
+
+
+async def test_a_pause_longer_than_a_calls_deadline_fails_it_at_once(session: Session) -> None:
+    session.sandbox.faults = Faults(throttle_rate=1.0, retry_after=3600.0)
+    with pytest.raises(RateLimited):
+        await session.client.locations.page()
+    session.sandbox.faults = Faults()
+    requests = session.sandbox.stats.requests
+    started = anyio.current_time()
+    with pytest.raises(RateLimited, match="paused") as caught:
+        await session.client.locations.page()  # the server is fine now, but asked for an hour
+    assert anyio.current_time() - started < 1.0  # not frozen for an hour
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 3000
+    assert session.sandbox.stats.requests == requests  # and it did not ask

@@ -179,7 +179,7 @@ def test_writer_killed_at_random_points_never_leaves_a_corrupt_file_or_a_held_lo
         assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)
         child.join(5)
-        torn_writes += any(Path(directory).glob(".*.tmp"))
+        torn_writes += any(Path(directory).glob(".*.tmp-*"))
         try:
             token = anyio.run(store.load, "acct")
         except CorruptTokenData:  # pragma: no cover - the failure this test looks for

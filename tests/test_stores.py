@@ -165,10 +165,14 @@ async def test_file_store_never_replaces_a_corrupt_file_silently(
 
 async def test_file_store_removes_temporaries_left_by_a_dead_writer(tmp_path: Path) -> None:
     store = FileTokenStore(tmp_path)
-    stale = tmp_path / f".{store.path_of('acme').name}.abc123.tmp"
+    stale = tmp_path / f".{store.path_of('acme').name}.tmp-abc123"
     stale.write_bytes(b'{"half": ')
+    # Another account whose file name starts like this one's keeps its temporary.
+    other = tmp_path / f".{store.path_of('acme.json.x').name}.tmp-def456"
+    other.write_bytes(b'{"in flight": ')
     await store.save("acme", make_token())
     assert not stale.exists()
+    assert other.exists()
     assert await store.keys() == ["acme"]
 
 

@@ -193,7 +193,7 @@ class FileTokenStore:
         data = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
         self._remove_stale_temporaries(path)
         # mkstemp creates the file 0600 in the same directory, so the rename is atomic.
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.tmp-")
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
@@ -207,8 +207,10 @@ class FileTokenStore:
         self._sync_directory()
 
     def _remove_stale_temporaries(self, path: Path) -> None:
-        # Left by a writer killed before its rename; safe to remove under the write lock.
-        for stale in self.directory.glob(f".{path.name}.*.tmp"):
+        # Left by a writer killed before its rename; safe to remove under the
+        # write lock. The pattern matches this account's file only: ".k-a.json.tmp-*"
+        # is no prefix of another account's ".k-a.json.x.json.tmp-*".
+        for stale in self.directory.glob(f".{path.name}.tmp-*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
 

@@ -135,12 +135,13 @@ class RedisTokenStore:
         return f"{base}:token", f"{base}:lock"
 
     async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+        from redis.exceptions import RedisError
 
         try:
             return await action()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
+            # Down, timed out, read-only after a failover, out of memory, no
+            # permission: the store cannot serve now. The class names which.
             raise StoreUnavailable(f"{self._where} is unavailable ({type(exc).__name__})") from None
 
     def _ttl_ms(self) -> int:

@@ -168,10 +168,12 @@ class AsyncWiserClient:
             retry=retry or RetryPolicy(),
             max_response_bytes=max_response_bytes,
         )
-        self._setup(session, account)
+        self._setup(session, account, owns_http=session.owns_http)
 
-    def _setup(self, session: _Session, account: str) -> None:
+    def _setup(self, session: _Session, account: str, *, owns_http: bool) -> None:
         self._session = session
+        # Only the client that created the HTTP client closes it, never a sibling.
+        self._owns_http = owns_http
         self.account = account
         self._auth = BearerAuth(session.oauth, account, session.stats)
         self.locations = Locations(self)
@@ -180,9 +182,12 @@ class AsyncWiserClient:
         self.devices = Devices(self)
 
     def for_account(self, account: str) -> AsyncWiserClient:
-        """A client for another account sharing this one's pool, limits and stats."""
+        """A client for another account sharing this one's pool, limits and stats.
+
+        Closing it leaves the shared pool open: the client it came from owns it.
+        """
         other = object.__new__(AsyncWiserClient)
-        other._setup(self._session, account)
+        other._setup(self._session, account, owns_http=False)
         return other
 
     def __repr__(self) -> str:
@@ -220,8 +225,8 @@ class AsyncWiserClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this client created it."""
-        if self._session.owns_http:
+        """Close the HTTP client if this client created it (a `for_account` sibling never does)."""
+        if self._owns_http:
             await self._session.http.aclose()
 
     # -- crawls -------------------------------------------------------------------
@@ -375,17 +380,22 @@ class AsyncWiserClient:
         # attempt runs without it; a failure is replayed into stamina, which
         # then decides, backs off and retries.
         try:
-            return await self._attempt(method, target)
+            return await self._attempt(method, target, started + policy.deadline)
         except (ServerError, TransportError, RateLimited) as exc:
             first_failure: Exception = exc
         except Exception:
             session.stats.failures += 1
             raise
+        remaining = policy.deadline - (anyio.current_time() - started)
+        if remaining <= 0:
+            # The deadline has passed already: no retry may start.
+            session.stats.failures += 1
+            raise first_failure
         try:
             async for attempt in stamina.retry_context(
                 on=retry_on,
                 attempts=policy.attempts,
-                timeout=max(0.0, policy.deadline - (anyio.current_time() - started)),
+                timeout=remaining,
                 wait_initial=policy.wait_initial,
                 wait_max=policy.wait_max,
                 wait_jitter=policy.wait_jitter,
@@ -395,15 +405,25 @@ class AsyncWiserClient:
                     if attempt_number == 1:
                         raise first_failure  # noqa: TRY301 - replayed for stamina to decide
                     session.stats.retries += 1
-                    return await self._attempt(method, target)
+                    return await self._attempt(method, target, started + policy.deadline)
         except Exception:
             session.stats.failures += 1
             raise
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _attempt(self, method: str, target: str) -> bytes:
+    async def _attempt(self, method: str, target: str, give_up_at: float) -> bytes:
         session = self._session
-        await session.throttle.wait_turn()
+        paused = await session.throttle.wait_turn(give_up_at)
+        if paused:
+            # A 429 asked the whole client to wait longer than this call may.
+            raise RateLimited(
+                f"the client is paused {paused:.1f} s more by a 429's Retry-After, "
+                "beyond this call's deadline",
+                retry_after=paused,
+                status_code=429,
+                method=method,
+                path=target,
+            )
         session.budget.on_request()
         limiter = session.limiter
         # A free slot is taken without a trip through the event loop: every

@@ -90,19 +90,25 @@ class Throttle:
         """Hold every request until `seconds` from now (never shortens a pause)."""
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
 
-    def paused_for(self) -> float:
-        """Seconds left in the current pause (0 if none)."""
-        return max(0.0, self._paused_until - anyio.current_time())
+    async def wait_turn(self, give_up_at: float) -> float:
+        """Wait until this request may be sent.
 
-    async def wait_turn(self) -> None:
-        """Wait until this request may be sent."""
+        Args:
+            give_up_at: The request's deadline (`anyio.current_time()` clock).
+
+        Returns:
+            0 once the request may go; else the seconds left of a pause that
+            outlasts `give_up_at`, without waiting for it.
+        """
         while True:
             now = anyio.current_time()
             if self._paused_until > now:
+                if self._paused_until > give_up_at:
+                    return self._paused_until - now
                 await anyio.sleep(self._paused_until - now)
                 continue
             if not self._interval:
-                return
+                return 0.0
             # Reserve the next free slot (GCRA with a burst of one): requests go
             # out evenly spaced, never in bursts that trip the server's limiter.
             slot = max(self._next_slot, now)
@@ -110,5 +116,5 @@ class Throttle:
             if slot > now:
                 await anyio.sleep(slot - now)
             if self._paused_until <= anyio.current_time():
-                return
+                return 0.0
             # A 429 paused the client while this request waited for its slot.
