@@ -191,3 +191,16 @@ async def test_closing_a_for_account_sibling_leaves_the_shared_pool_open(
         async with client.for_account("b") as sibling:
             assert await sibling.locations.list()
         assert await client.locations.list()  # still open
+
+
+async def test_page_sizes_beyond_the_api_maximum_are_refused_before_asking(
+    client: AsyncWiserClient, sandbox: Sandbox
+) -> None:
+    for call in (
+        client.locations.list(page_size=501),
+        client.locations.page(limit=0),
+        client.devices.list(site_id="s", page_size=1000),
+    ):
+        with pytest.raises(ValueError, match="between 1 and 500"):
+            await call
+    assert sandbox.stats.requests == 0

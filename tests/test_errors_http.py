@@ -63,6 +63,13 @@ def check(error: WiserError, session: Session, path_start: str) -> None:
 
 
 async def test_400_fails_without_retry(session: Session) -> None:
+    from wiser_async import ApiConfig, PageFormat
+
+    # A client told the API takes pages of 1,000 asks for one; the API refuses.
+    config = ApiConfig(
+        base_url=session.client.config.base_url, pages=PageFormat(max_page_size=1000)
+    )
+    session.client._session.config = config
     with pytest.raises(BadRequest) as caught:
         await session.client.locations.page(limit=1000)
     check(caught.value, session, "/locations?offset=0&limit=1000")

@@ -383,3 +383,13 @@ def test_stores_satisfy_the_protocol(tmp_path: Path) -> None:
     assert isinstance(FileTokenStore(tmp_path), TokenStore)
     assert isinstance(RedisTokenStore("redis://127.0.0.1:1/0"), TokenStore)
     assert os.name == "posix"  # the file store's locks are POSIX flock
+
+
+def test_file_store_refuses_or_warns_about_a_directory_open_to_others(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(InsecurePermissions, match="chmod 700"):
+        FileTokenStore(shared)
+    with pytest.warns(UserWarning, match="open to group or others"):
+        FileTokenStore(shared, on_insecure_file="warn")

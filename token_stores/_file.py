@@ -63,7 +63,8 @@ class FileTokenStore:
         directory: Where the files live; created if missing.
         encryption: Encrypts tokens at rest; ``None`` stores JSON.
         on_insecure_file: ``"refuse"`` (raise `InsecurePermissions`) or
-            ``"warn"`` when a token file is readable by group or others.
+            ``"warn"`` when a token file, or the directory, is open to group
+            or others.
     """
 
     def __init__(
@@ -79,9 +80,21 @@ class FileTokenStore:
         self.encryption = encryption
         self.on_insecure_file = on_insecure_file
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = self.directory.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Others could list the account keys, or replace files they cannot read.
+            self._insecure(
+                f"{self.directory} is open to group or others (mode {stat.filemode(mode)}): "
+                "chmod 700 it"
+            )
 
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.directory)!r}, encryption={self.encryption!r})"
+
+    def _insecure(self, message: str) -> None:
+        if self.on_insecure_file == "refuse":
+            raise InsecurePermissions(message)
+        warnings.warn(message, stacklevel=4)
 
     # -- paths and locks ----------------------------------------------------------
 
@@ -141,13 +154,10 @@ class FileTokenStore:
         with os.fdopen(fd, "rb") as file:
             mode = os.fstat(file.fileno()).st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                message = (
+                self._insecure(
                     f"{path} is readable by group or others (mode {stat.filemode(mode)}): "
                     "chmod 600 it"
                 )
-                if self.on_insecure_file == "refuse":
-                    raise InsecurePermissions(message)
-                warnings.warn(message, stacklevel=4)
             data = file.read()
         try:
             envelope = json.loads(data)

@@ -333,10 +333,18 @@ class AsyncWiserClient:
             on_item_error=on_item_error,
         )
 
+    def _page_size(self, size: int | None) -> int:
+        pages = self._session.config.pages
+        if size is None:
+            return pages.page_size
+        if not 1 <= size <= pages.max_page_size:
+            raise ValueError(f"a page size must be between 1 and {pages.max_page_size}, not {size}")
+        return size
+
     async def _iter_pages(
         self, path: str, cls: type[T], page_size: int | None
     ) -> AsyncIterator[Page[T]]:
-        limit = page_size or self._session.config.pages.page_size
+        limit = self._page_size(page_size)
         offset = 0
         while True:
             page = await self._get_page(path, cls, offset=offset, limit=limit)

@@ -23,7 +23,7 @@ class _Controller:
         self._client = client
 
     def _limit(self, limit: int | None) -> int:
-        return limit or self._client.config.pages.page_size
+        return self._client._page_size(limit)
 
     async def _items(self, path: str, cls: type[T], page_size: int | None) -> AsyncIterator[T]:
         async for page in self._client._iter_pages(path, cls, page_size):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -115,14 +116,41 @@ def _sandbox(options: dict[str, Any], **settings: Any) -> Any:
     )
 
 
+# Secrets never come from the command line, where `ps` and shell history see
+# them: from the environment, or from a file named on the command line.
+
+
+def _encryption_keys(
+    ctx: click.Context, param: click.Parameter, path: Path | None
+) -> tuple[str, ...]:
+    text = path.read_text() if path is not None else os.environ.get("WISER_TOKEN_KEYS", "")
+    return tuple(text.split())
+
+
+def _client_secret(ctx: click.Context, param: click.Parameter, path: Path | None) -> str | None:
+    if path is not None:
+        return path.read_text().strip() or None
+    return os.environ.get("WISER_CLIENT_SECRET") or None
+
+
+client_secret_option = click.option(
+    "--client-secret-file",
+    "client_secret",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_client_secret,
+    help="File holding the OAuth client secret (default: the WISER_CLIENT_SECRET variable).",
+)
+
+
 def store_options(function: F) -> F:
     """Options choosing a token store."""
     function = click.option(
-        "--encryption-key",
+        "--encryption-keys-file",
         "encryption_keys",
-        multiple=True,
-        envvar="WISER_TOKEN_KEYS",
-        help="Fernet key of an encrypted store, newest first (repeat; env: space-separated).",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=_encryption_keys,
+        help="File of the store's Fernet keys, newest first, one per line "
+        "(default: the WISER_TOKEN_KEYS variable, space-separated).",
     )(function)
     return click.option(
         "--store",
@@ -297,11 +325,7 @@ def _print_demo(result: Any, client_stats: Any, sandbox_stats: Any) -> None:
 @click.option("--deadline", type=float, help="Seconds; what is not read by then is reported.")
 @store_options
 @click.option("--client-id", envvar="WISER_CLIENT_ID", help="OAuth client id.")
-@click.option(
-    "--client-secret",
-    envvar="WISER_CLIENT_SECRET",
-    help="OAuth client secret (prefer the env var).",
-)
+@client_secret_option
 @click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
 @click.option("--token-url", default=DEFAULT_TOKEN_URL, show_default=True)
 @click.option(
@@ -590,11 +614,7 @@ _CALLBACK_PAGE = (
 @click.option("-a", "--account", required=True, help="Account key to store the token under.")
 @store_options
 @click.option("--client-id", envvar="WISER_CLIENT_ID", required=True, help="OAuth client id.")
-@click.option(
-    "--client-secret",
-    envvar="WISER_CLIENT_SECRET",
-    help="OAuth client secret (prefer the env var).",
-)
+@client_secret_option
 @click.option(
     "--redirect-uri",
     default="http://127.0.0.1:8765/callback",
