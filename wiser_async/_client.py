@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import anyio
 import attrs
@@ -88,6 +88,11 @@ class _Session:
         self.oauth = oauth
         self.config = config
         self.codec = Codec(config.aliases)
+        # Quoted once: every page request puts them in its query.
+        self.page_params = (
+            quote(config.pages.offset_param, safe=""),
+            quote(config.pages.limit_param, safe=""),
+        )
         self.base_url = config.base_url.rstrip("/")
         self.owns_http = http_client is None
         if http_client is not None and transport is not None:
@@ -320,7 +325,8 @@ class AsyncWiserClient:
         on_item_error: Callable[[DecodeError], None] | None = None,
     ) -> Page[T]:
         pages = self._session.config.pages
-        target = f"{path}?{urlencode({pages.offset_param: offset, pages.limit_param: limit})}"
+        offset_param, limit_param = self._session.page_params
+        target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
         body = await self._get_json(target)
         return self._session.codec.structure_page(
             body,
