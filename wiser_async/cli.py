@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 import click
 import httpx2
 
@@ -384,38 +385,39 @@ def crawl(
                 for account in chosen:
                     token = Token.from_response(sandbox.issue_token(account))
                     anyio.run(store.save, account, token)
-                code = _run_crawl_sync(
+                source = _Source(
                     store,
                     chosen,
                     SANDBOX_CLIENT_ID,
                     SANDBOX_CLIENT_SECRET,
                     urls.api_base_url,
                     urls.token_url,
-                    settings,
                 )
+                code = _run_crawl_sync(source, settings)
         else:
             if not client_id:
                 raise click.UsageError("--client-id (or WISER_CLIENT_ID) is required")
             store = open_store(store_spec, encryption_keys)
-            code = _run_crawl_sync(
-                store, list(accounts), client_id, client_secret, base_url, token_url, settings
-            )
+            source = _Source(store, list(accounts), client_id, client_secret, base_url, token_url)
+            code = _run_crawl_sync(source, settings)
     raise SystemExit(code)
 
 
-def _run_crawl_sync(
-    store: TokenStore,
-    accounts: list[str],
-    client_id: str,
-    client_secret: str | None,
-    base_url: str,
-    token_url: str,
-    settings: dict[str, Any],
-) -> int:
+@attrs.frozen
+class _Source:
+    """Where a crawl reads from: the tokens, the accounts, the application, the API."""
+
+    store: TokenStore
+    accounts: list[str]
+    client_id: str
+    client_secret: str | None = attrs.field(repr=False)
+    base_url: str
+    token_url: str
+
+
+def _run_crawl_sync(source: _Source, settings: dict[str, Any]) -> int:
     try:
-        return anyio.run(
-            _run_crawl, store, accounts, client_id, client_secret, base_url, token_url, settings
-        )
+        return anyio.run(_run_crawl, source, settings)
     except KeyboardInterrupt:
         click.echo(
             "\nInterrupted. What was written is complete up to the last checkpoint; "
@@ -425,15 +427,8 @@ def _run_crawl_sync(
         return 130
 
 
-async def _run_crawl(
-    store: TokenStore,
-    accounts: list[str],
-    client_id: str,
-    client_secret: str | None,
-    base_url: str,
-    token_url: str,
-    settings: dict[str, Any],
-) -> int:
+async def _run_crawl(source: _Source, settings: dict[str, Any]) -> int:
+    store, accounts = source.store, source.accounts
     try:
         if not accounts:
             accounts = await store.keys()
@@ -441,12 +436,15 @@ async def _run_crawl(
                 raise click.UsageError("no account given and none in the store")
         async with (
             WiserOAuth(
-                client_id=client_id, client_secret=client_secret, store=store, token_url=token_url
+                client_id=source.client_id,
+                client_secret=source.client_secret,
+                store=store,
+                token_url=source.token_url,
             ) as oauth,
             AsyncWiserClient(
                 oauth,
                 accounts[0],
-                config=ApiConfig(base_url=base_url),
+                config=ApiConfig(base_url=source.base_url),
                 max_in_flight=settings["concurrency"],
                 rate_limit=settings["rate"],
             ) as client,
