@@ -98,12 +98,16 @@ def _structure_datetime(value: Any, _: type) -> datetime:
 
 
 def _structure_optional_int(value: Any, _: type) -> int | None:
-    return None if value is None else _structure_int(value, int)
+    if type(value) is int or value is None:
+        return value
+    return _structure_int(value, int)
 
 
 def _structure_optional_float(value: Any, _: type) -> float | None:
     if type(value) is float or value is None:
         return value
+    if type(value) is int:
+        return float(value)
     return _structure_float(value, float)
 
 

@@ -444,7 +444,9 @@ class _Engine:
         self.dead_accounts: set[str] = set()
         self.failed_jobs: set[int] = set()
         self.unfinished_units: set[Unit] = set()
-        self.workers = 2 * client.max_in_flight
+        # A few more workers than request slots: one whose page is decoding
+        # leaves its slot to another, waiting; many more only cost switching.
+        self.workers = client.max_in_flight + max(4, client.max_in_flight // 4)
         self.counts: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
 
     # -- scheduling ---------------------------------------------------------------
