@@ -230,6 +230,11 @@ def makespan(ctx: Context) -> Result:
     bare_bounds = [max(LATENCY, run.requests * LATENCY / MAX_IN_FLIGHT) for run in bare]
     value, bound = statistics.median(times), statistics.median(bounds)
     peaks = [run.peak_in_flight for run in library]
+    # CPU per request of this process during the same runs: the library's
+    # crawl against the bare loop, at the standard latency (cpu_per_request
+    # measures the same at latency 0, where the client is the bottleneck).
+    library_cpu = statistics.median(1e6 * run.cpu / run.requests for run in library)
+    bare_cpu = statistics.median(1e6 * run.cpu / run.requests for run in bare)
     return result(
         "makespan",
         figures={
@@ -250,6 +255,7 @@ def makespan(ctx: Context) -> Result:
             "makespan_over_bare": value / statistics.median(bare_times),
             # Which process was busy, and how much.
             "client_cpu_ms_per_request": _cpu_ms_per_request(library, sandbox=False),
+            "bare_cpu_ms_per_request": _cpu_ms_per_request(bare, sandbox=False),
             "sandbox_cpu_ms_per_request": _cpu_ms_per_request(library, sandbox=True),
         },
         targets=[
@@ -260,6 +266,21 @@ def makespan(ctx: Context) -> Result:
                 MAX_IN_FLIGHT,
                 limit=1.0,
                 unit="",
+            ),
+            target(
+                f"CPU/request vs bare httpx2 at {LATENCY * 1000:g} ms ({_runs(times)})",
+                library_cpu,
+                bare_cpu,
+                limit=1.5,
+                unit="us",
+            ),
+            target(
+                f"CPU/request vs bare httpx2 at {LATENCY * 1000:g} ms, stretch",
+                library_cpu,
+                bare_cpu,
+                limit=1.3,
+                unit="us",
+                stretch=True,
             ),
         ],
         notes=[

@@ -209,3 +209,39 @@ def test_wire_round_trip_of_offset_timestamps() -> None:
     tz = timezone(timedelta(hours=2))
     site = Site(id="s", created_at=datetime(2026, 1, 1, tzinfo=tz))
     assert codec.unstructure(site)["createdAt"] == "2026-01-01T00:00:00+02:00"
+
+
+def agree(codec: Codec, cls: type[Any], data: Any) -> None:
+    """The fast path and the cattrs converter accept and refuse the same data alike."""
+    try:
+        fast = codec._structure_fns[cls](data, cls)
+    except Exception:  # noqa: BLE001 - compared below
+        fast = None
+    try:
+        slow = codec._converter.structure(data, cls)
+    except Exception:  # noqa: BLE001 - compared below
+        slow = None
+    assert fast == slow, data
+
+
+def test_fast_decoding_agrees_with_the_cattrs_converter() -> None:
+    from wiser_async.sandbox import PortfolioSpec, Sandbox
+
+    codec = Codec()
+    portfolio = Sandbox(PortfolioSpec(locations=2, devices_per_site=20)).portfolio_for()
+    for location in portfolio.locations():
+        agree(codec, Location, location)
+        for site in portfolio.sites(location["id"]):
+            agree(codec, Site, site)
+            for room in portfolio.rooms(site["id"]):
+                agree(codec, Room, room)
+            for device in portfolio.site_devices(site["id"]):
+                agree(codec, Device, device)
+    odd_values: list[Any] = [None, True, 0, 1.5, 2.0, "", "x", [], {}, "2026-01-01T00:00:00"]
+    for field in DEVICE:
+        for value in odd_values:
+            agree(codec, Device, {**DEVICE, field: value})
+        agree(codec, Device, {key: DEVICE[key] for key in DEVICE if key != field})
+    for value in odd_values:
+        agree(codec, Location, {"id": "l", "address": value})
+        agree(codec, Location, {"id": "l", "address": {"postalCode": value, "x": 1}})
