@@ -381,8 +381,7 @@ class Sandbox:
         self, scope: Scope, send: Send, method: str, route: _Route, entity_id: str | None
     ) -> None:
         self._stats.request_started(route.template)
-        status: int | None = None
-        drop = False
+        recorded = False
         try:
             faults = self.faults
             if faults.latency:
@@ -390,10 +389,14 @@ class Sandbox:
                     delay = self._plan.latency(faults)
                 await anyio.sleep(delay)
             response, drop = self._answer(scope, method, faults, route, entity_id)
+            # Counted before it is sent: a client that has the answer finds
+            # it in the counters already (tests read them right after).
+            self._stats.request_finished(None if drop else response.status, dropped=drop)
+            recorded = True
             await _send(send, response, drop=drop)
-            status = response.status
         finally:
-            self._stats.request_finished(status, dropped=drop)
+            if not recorded:
+                self._stats.request_finished(None, dropped=False)
 
     def _answer(
         self, scope: Scope, method: str, faults: Faults, route: _Route, entity_id: str | None
