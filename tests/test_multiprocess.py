@@ -195,6 +195,10 @@ def test_writer_killed_at_random_points_never_leaves_a_corrupt_file_or_a_held_lo
 
         anyio.run(lock_is_free, token)
     # Most children got to write; some were killed inside a write.
+    print(  # noqa: T201 - the figures, with `pytest -s`
+        f"crash: 200 writers killed; {len(seen_generations)} had written a token; "
+        f"{torn_writes} killed with a write half done; every file loaded, every lock free"
+    )
     assert len(seen_generations) > 100
     assert torn_writes > 0
 
