@@ -344,7 +344,7 @@ class AsyncWiserClient:
         if size is None:
             return pages.page_size
         if not 1 <= size <= pages.max_page_size:
-            raise ValueError(f"a page size must be between 1 and {pages.max_page_size}, not {size}")
+            raise ValueError(f"page_size must be between 1 and {pages.max_page_size}, not {size}")
         return size
 
     async def _iter_pages(

@@ -65,13 +65,6 @@ def _structure_str(value: Any, _: type) -> str:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
-def _structure_optional_str(value: Any, _: type) -> str | None:
-    # The common cases first, in one call: this runs for most fields of every item.
-    if type(value) is str or value is None:
-        return value
-    return _structure_str(value, str)
-
-
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
@@ -99,31 +92,11 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-# The optional forms take None in the same call.
+def _optional(hook: _Hook) -> _Hook:
+    def structure(value: Any, cls: type) -> Any:
+        return None if value is None else hook(value, cls)
 
-
-def _structure_optional_int(value: Any, _: type) -> int | None:
-    if type(value) is int or value is None:
-        return value
-    return _structure_int(value, int)
-
-
-def _structure_optional_float(value: Any, _: type) -> float | None:
-    if type(value) is float or value is None:
-        return value
-    if type(value) is int:
-        return float(value)
-    return _structure_float(value, float)
-
-
-def _structure_optional_datetime(value: Any, _: type) -> datetime | None:
-    if type(value) is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("expected an RFC 3339 timestamp") from None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return None if value is None else _structure_datetime(value, datetime)
+    return structure
 
 
 def _unstructure_datetime(value: datetime) -> str:
@@ -260,23 +233,19 @@ class Codec:
                 cls, self._wire_names[cls], self._structure_fns
             )
 
-    def wire_names(self, cls: type) -> Mapping[str, str]:
-        """Python field name -> wire name, for one model class."""
-        return self._wire_names[cls]
-
     def _make_converter(self) -> cattrs.Converter:
+        # Decoding's hot path is the compiled functions; this converter
+        # explains their failures, with the same hooks they call.
         converter = cattrs.Converter(detailed_validation=True)
-        # Each optional field gets one hook (not cattrs' generic Optional
-        # wrapper around another hook): decoding is the crawl's hot path.
-        scalar_hooks: tuple[tuple[Any, _Hook, _Hook], ...] = (
-            (str, _structure_str, _structure_optional_str),
-            (int, _structure_int, _structure_optional_int),
-            (float, _structure_float, _structure_optional_float),
-            (datetime, _structure_datetime, _structure_optional_datetime),
+        scalar_hooks: tuple[tuple[Any, _Hook], ...] = (
+            (str, _structure_str),
+            (int, _structure_int),
+            (float, _structure_float),
+            (datetime, _structure_datetime),
         )
-        for scalar, hook, optional_hook in scalar_hooks:
+        for scalar, hook in scalar_hooks:
             converter.register_structure_hook(scalar, hook)
-            converter.register_structure_hook(scalar | None, optional_hook)
+            converter.register_structure_hook(scalar | None, _optional(hook))
         converter.register_unstructure_hook(datetime, _unstructure_datetime)
         for enum_cls in _OPEN_ENUMS:
             # One hook takes None too: the field type says whether None is allowed.

@@ -278,11 +278,14 @@ class _Batch:
     site_id: str | None
     room_id: str | None
 
+    def room_of(self, device: Device) -> str | None:
+        """A room's listing places its devices; a site's mixes rooms: each its own roomId."""
+        return self.room_id if self.room_id is not None else device.room_id
+
     def nodes(self) -> Iterator[Node]:
         if self.kind == "device":
-            # A device's room is its own roomId (site listings mix rooms).
             for item in self.items:
-                room_id = self.room_id if self.room_id is not None else item.room_id  # type: ignore[union-attr]
+                room_id = self.room_of(item)  # type: ignore[arg-type]
                 yield Node("device", self.account, item, self.location_id, self.site_id, room_id)
         else:
             for item in self.items:
@@ -370,12 +373,11 @@ class _FairQueue:
         if not self.active and not self._ring:
             self._wake_all()
 
-    def drop_account(self, account: str) -> list[_Job]:
-        """Remove and return the queued jobs of an account."""
-        heap = self._heaps.pop(account, [])
+    def drop_account(self, account: str) -> None:
+        """Forget the queued jobs of an account."""
+        self._heaps.pop(account, None)
         if account in self._ring:
             self._ring.remove(account)
-        return [entry[2] for entry in heap]
 
     def pending(self) -> list[_Job]:
         """Queued and running jobs."""
@@ -810,10 +812,8 @@ async def open_walk(
     """Start a walk in a task group that the block owns; leaving the block stops it."""
     if devices_by not in ("site", "room"):
         raise ValueError("devices_by must be 'site' or 'room'")
-    pages = client.config.pages
-    size = page_size or pages.max_page_size
-    if not 1 <= size <= pages.max_page_size:
-        raise ValueError(f"page_size must be between 1 and {pages.max_page_size}")
+    # A walk reads pages as large as the API serves, unless told otherwise.
+    size = client.config.pages.max_page_size if page_size is None else client._page_size(page_size)
     send, receive = anyio.create_memory_object_stream[Event](buffer)
     engine = _Engine(
         client,
@@ -844,8 +844,8 @@ class _TreeBuilder:
         self.sites: dict[tuple[str, str], SiteTree] = {}
         self.site_location: dict[tuple[str, str], str] = {}
         self.rooms: dict[tuple[str, str], dict[str, RoomTree]] = {}
-        # Per site: (the room the listing was of, if any; its devices).
-        self.devices: dict[tuple[str, str], list[tuple[str | None, Sequence[Device]]]] = {}
+        # Per site: the pages of its devices.
+        self.devices: dict[tuple[str, str], list[_Batch]] = {}
 
     def add(self, batch: _Batch) -> None:
         account = batch.account
@@ -863,9 +863,7 @@ class _TreeBuilder:
             for item in batch.items:
                 rooms[item.id] = RoomTree(item)  # type: ignore[arg-type]
         else:
-            self.devices.setdefault((account, batch.site_id or ""), []).append(
-                (batch.room_id, batch.items)  # type: ignore[arg-type]
-            )
+            self.devices.setdefault((account, batch.site_id or ""), []).append(batch)
 
     def result(
         self, accounts: Sequence[str], failures: list[Failure], stats: CrawlStats
@@ -873,12 +871,11 @@ class _TreeBuilder:
         for key, site_tree in self.sites.items():
             rooms = self.rooms.get(key, {})
             site_tree.rooms = list(rooms.values())
-            for listed_room, devices in self.devices.get(key, []):
-                for device in devices:
-                    # A room's listing places its devices, whatever their roomId says.
-                    room_id = listed_room if listed_room is not None else device.room_id
+            for batch in self.devices.get(key, []):
+                for device in batch.items:
+                    room_id = batch.room_of(device)  # type: ignore[arg-type]
                     room = rooms.get(room_id) if room_id is not None else None
-                    (room.devices if room is not None else site_tree.devices).append(device)
+                    (room.devices if room is not None else site_tree.devices).append(device)  # type: ignore[arg-type]
             location = self.locations.get(key[0], {}).get(self.site_location[key])
             if location is not None:
                 location.sites.append(site_tree)

@@ -81,11 +81,6 @@ class Throttle:
         self._next_slot = -math.inf
         self._paused_until = -math.inf
 
-    @property
-    def rate(self) -> float | None:
-        """Requests per second, or None if unpaced."""
-        return 1.0 / self._interval if self._interval else None
-
     def pause(self, seconds: float) -> None:
         """Hold every request until `seconds` from now (never shortens a pause)."""
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
