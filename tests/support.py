@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -58,6 +59,13 @@ def make_client(
 ) -> AsyncWiserClient:
     options.setdefault("retry", FAST_RETRY)
     return AsyncWiserClient(oauth, account, config=ApiConfig(base_url=urls.api_base_url), **options)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def secrets_of(*tokens: Token) -> list[str]:

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support import CLIENT_SECRET, issue
+from tests.support import CLIENT_SECRET, free_port, issue
 from token_stores import Encryption, FileTokenStore
 from wiser_async import read_snapshot
 from wiser_async.cli import main
@@ -329,14 +329,6 @@ def login_command(urls: SandboxUrls, store: Path, port: int, *extra: str) -> lis
         "20",
         *extra,
     ]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_login(command: list[str], port: int) -> tuple[subprocess.CompletedProcess[str], int]:

@@ -24,6 +24,7 @@ import anyio
 import pytest
 
 from tests import crash_writer
+from tests.support import free_port, make_client, make_oauth
 from token_stores import (
     CorruptTokenData,
     FileTokenStore,
@@ -32,7 +33,7 @@ from token_stores import (
     Token,
     TokenStore,
 )
-from wiser_async import ApiConfig, AsyncWiserClient, RetryPolicy, WiserOAuth
+from wiser_async import RetryPolicy
 from wiser_async.sandbox import SandboxProcess
 
 ROOT = Path(__file__).parent.parent
@@ -244,12 +245,6 @@ def test_lock_of_a_killed_process_is_free_at_once(tmp_path: Path) -> None:
             holder.stdout.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [
@@ -297,18 +292,9 @@ async def test_redis_restart_fails_calls_with_a_store_error_then_recovers_withou
         with sandbox.serve_in_thread() as urls:
             await store.save("acct", Token.from_response(sandbox.issue_token(lifetime=1.0)))
             async with (
-                WiserOAuth(
-                    client_id="sandbox-client",
-                    client_secret="sandbox-secret",
-                    redirect_uri="http://127.0.0.1:8765/callback",
-                    store=store,
-                    token_url=urls.token_url,
-                ) as oauth,
-                AsyncWiserClient(
-                    oauth,
-                    "acct",
-                    config=ApiConfig(base_url=urls.api_base_url),
-                    retry=RetryPolicy(attempts=2, wait_initial=0.01),
+                make_oauth(urls, store) as oauth,
+                make_client(
+                    oauth, urls, retry=RetryPolicy(attempts=2, wait_initial=0.01)
                 ) as client,
             ):
                 assert await client.locations.list()
