@@ -66,6 +66,7 @@ def test_token_stores_exports_exactly_the_intended_names() -> None:
         "Encryption",
         "FileTokenStore",
         "InsecurePermissions",
+        "LockHeld",
         "LockTimeout",
         "MemoryTokenStore",
         "RedisTokenStore",
@@ -73,6 +74,7 @@ def test_token_stores_exports_exactly_the_intended_names() -> None:
         "Token",
         "TokenStore",
         "TokenStoreError",
+        "UnsupportedTokenFormat",
     }
 
 

@@ -165,14 +165,21 @@ async def test_file_store_never_replaces_a_corrupt_file_silently(
 
 async def test_file_store_removes_temporaries_left_by_a_dead_writer(tmp_path: Path) -> None:
     store = FileTokenStore(tmp_path)
-    stale = tmp_path / f".{store.path_of('acme').name}.tmp-abc123"
+    # Named as tempfile.mkstemp names them: the prefix, then 8 of [a-z0-9_].
+    stale = tmp_path / f".{store.path_of('acme').name}.tmp-abc12_yz"
     stale.write_bytes(b'{"half": ')
-    # Another account whose file name starts like this one's keeps its temporary.
-    other = tmp_path / f".{store.path_of('acme.json.x').name}.tmp-def456"
-    other.write_bytes(b'{"in flight": ')
+    # Other accounts whose file names start like this one's keep their temporaries:
+    # "acme.json.tmp-x" has the file k-acme.json.tmp-x.json, whose temporaries match
+    # the glob .k-acme.json.tmp-* of "acme".
+    others = [
+        tmp_path / f".{store.path_of('acme.json.x').name}.tmp-def45678",
+        tmp_path / f".{store.path_of('acme.json.tmp-x').name}.tmp-ghi90123",
+    ]
+    for other in others:
+        other.write_bytes(b'{"in flight": ')
     await store.save("acme", make_token())
     assert not stale.exists()
-    assert other.exists()
+    assert all(other.exists() for other in others)
     assert await store.keys() == ["acme"]
 
 

@@ -13,10 +13,11 @@ from ._errors import (
     LockTimeout,
     StoreUnavailable,
     TokenStoreError,
+    UnsupportedTokenFormat,
 )
 from ._file import FileTokenStore
 from ._memory import MemoryTokenStore
-from ._protocol import DEFAULT_LOCK_TIMEOUT, TokenStore
+from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld, TokenStore
 from ._redis import RedisTokenStore
 from ._token import Token
 
@@ -27,6 +28,7 @@ __all__ = [
     "Encryption",
     "FileTokenStore",
     "InsecurePermissions",
+    "LockHeld",
     "LockTimeout",
     "MemoryTokenStore",
     "RedisTokenStore",
@@ -34,4 +36,5 @@ __all__ = [
     "Token",
     "TokenStore",
     "TokenStoreError",
+    "UnsupportedTokenFormat",
 ]

@@ -7,7 +7,8 @@
     ├── StoreUnavailable     the backing service or file system failed (I/O, Redis down)
     ├── CorruptTokenData     stored bytes do not decode to a token; never silently replaced
     ├── DecryptionError      stored bytes were encrypted with another key, or tampered with
-    └── InsecurePermissions  a token file is readable by group or others
+    ├── InsecurePermissions  a token file is readable by group or others
+    └── UnsupportedTokenFormat  stored by a newer version of the store; left untouched
 """
 
 from __future__ import annotations
@@ -47,3 +48,10 @@ class DecryptionError(TokenStoreError):
 
 class InsecurePermissions(TokenStoreError):
     """A token file can be read by users other than its owner."""
+
+
+class UnsupportedTokenFormat(TokenStoreError):
+    """Stored data was written by a newer version of the store: upgrade to read it.
+
+    It is valid data, not corrupt: it is neither read nor overwritten.
+    """

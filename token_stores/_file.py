@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -20,8 +19,15 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from ._crypto import Encryption
-from ._errors import CorruptTokenData, InsecurePermissions, LockTimeout, StoreUnavailable
-from ._protocol import DEFAULT_LOCK_TIMEOUT
+from ._errors import (
+    CorruptTokenData,
+    InsecurePermissions,
+    LockTimeout,
+    StoreUnavailable,
+    UnsupportedTokenFormat,
+)
+from ._keys import encoded_key
+from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
 from ._sealing import open_token, seal_token
 from ._token import Token
 
@@ -29,17 +35,33 @@ __all__ = ["FileTokenStore"]
 
 T = TypeVar("T")
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX; only FileTokenStore needs it
+    fcntl = None  # type: ignore[assignment]
+
 _FORMAT = 1
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# What tempfile.mkstemp puts after the prefix: 8 of these characters.
+_TEMPORARY_SUFFIX = "[a-z0-9_]{8}"
 # Internal writes hold their lock for a few milliseconds; poll it briefly.
 _WRITE_LOCK_TIMEOUT = 30.0
 
 
 def _file_stem(key: str) -> str:
     # Readable names for plain keys; a digest for anything a file name cannot hold.
+    encoded = encoded_key(key)
     if _SAFE_KEY.fullmatch(key) and not key.startswith("."):
         return f"k-{key}"
-    return "h-" + hashlib.sha256(key.encode()).hexdigest()
+    return "h-" + hashlib.sha256(encoded).hexdigest()
+
+
+def _foreign(path: Path) -> CorruptTokenData:
+    # Copied or renamed from another account's file: not this account's grant.
+    # The key it names is not shown: the file's content is not trusted.
+    return CorruptTokenData(
+        f"{path} holds the token of another account key; delete it to store a new token"
+    )
 
 
 class FileTokenStore:
@@ -54,9 +76,13 @@ class FileTokenStore:
     - **Locked across processes:** `lock` and every write take ``flock``
       locks on files beside the token's, polled without blocking the event
       loop; the kernel releases them when a process dies, so a crash leaves
-      no lock behind. POSIX only (``fcntl``).
+      no lock behind. A symbolic link planted at a lock file is refused
+      (`StoreUnavailable`), never followed. POSIX only (``fcntl``).
     - **Corrupt files are never replaced** silently: reading or writing over
-      one raises `CorruptTokenData` naming it; `delete` removes it.
+      one raises `CorruptTokenData` naming it; `delete` removes it. A file
+      that holds another account's token (copied or renamed there) is
+      corrupt too. A file written by a newer version of the store raises
+      `UnsupportedTokenFormat` and is neither read nor replaced.
     - **Encrypted at rest** when given an `Encryption`.
 
     Args:
@@ -65,6 +91,12 @@ class FileTokenStore:
         on_insecure_file: ``"refuse"`` (raise `InsecurePermissions`) or
             ``"warn"`` when a token file, or the directory, is open to group
             or others.
+
+    Raises:
+        NotImplementedError: the platform has no ``fcntl`` (Windows). Not a
+            `TokenStoreError`: those say an operation on a working store
+            failed and may succeed later, while this store can never work
+            here. The package still imports; the other stores work.
     """
 
     def __init__(
@@ -74,6 +106,11 @@ class FileTokenStore:
         encryption: Encryption | None = None,
         on_insecure_file: Literal["refuse", "warn"] = "refuse",
     ) -> None:
+        if fcntl is None:  # pragma: no cover - not POSIX (tested in a subprocess)
+            raise NotImplementedError(
+                "FileTokenStore needs POSIX file locks (fcntl), which this platform lacks; "
+                "use RedisTokenStore or MemoryTokenStore"
+            )
         if on_insecure_file not in ("refuse", "warn"):
             raise ValueError("on_insecure_file must be 'refuse' or 'warn'")
         self.directory = Path(directory)
@@ -105,9 +142,12 @@ class FileTokenStore:
     @asynccontextmanager
     async def _flock(self, path: Path, key: str, timeout: float) -> AsyncIterator[None]:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # No symlink followed: one planted there must not make us create files elsewhere.
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
+            fd = os.open(path, flags, 0o600)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot open lock file {path}: {exc.strerror}") from None
+            reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise StoreUnavailable(f"cannot open lock file {path}: {reason}") from None
         try:
             deadline = anyio.current_time() + timeout
             delay = 0.001
@@ -125,10 +165,16 @@ class FileTokenStore:
             os.close(fd)  # closing the descriptor releases the lock
 
     @asynccontextmanager
-    async def lock(self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncIterator[None]:
-        """An exclusive lock on `key` across processes (``flock`` on ``<file>.lock``)."""
+    async def lock(
+        self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> AsyncIterator[LockHeld]:
+        """An exclusive lock on `key` across processes (``flock`` on ``<file>.lock``).
+
+        The kernel holds it for as long as the holder's process lives, so it is
+        never taken over from a holder that is only paused.
+        """
         async with self._flock(self._sibling(key, ".lock"), key, timeout):
-            yield
+            yield LockHeld()
 
     def _sibling(self, key: str, suffix: str) -> Path:
         return self.directory / f"{_file_stem(key)}{suffix}"
@@ -165,6 +211,17 @@ class FileTokenStore:
             raise CorruptTokenData(
                 f"{path} is not a token file (not JSON); delete it to store a new token"
             ) from None
+        if isinstance(envelope, dict) and isinstance(envelope.get("key"), str):
+            # An envelope of this store (an object naming its account) of a
+            # later format: likely a good token, which an older writer must
+            # not destroy; what follows "format" is unknown, so not checked.
+            version = envelope.get("format")
+            if isinstance(version, int) and not isinstance(version, bool) and version > _FORMAT:
+                raise UnsupportedTokenFormat(
+                    f"{path} was written by a newer version of this store (format {version}; "
+                    f"this one reads format {_FORMAT}): upgrade to read it; the file is left "
+                    "as it is"
+                )
         if (
             not isinstance(envelope, dict)
             or envelope.get("format") != _FORMAT
@@ -191,7 +248,23 @@ class FileTokenStore:
     def _load(self, key: str) -> Token | None:
         path = self.path_of(key)
         envelope = self._read(path)
-        return None if envelope is None else self._open(envelope, path)
+        if envelope is None:
+            return None
+        if envelope["key"] != key:
+            raise _foreign(path)
+        return self._open(envelope, path)
+
+    def _account_of(self, envelope: dict[str, Any], path: Path) -> str:
+        # The file must be where its key puts it: a copy at another account's
+        # name would list that key twice, and the other account not at all.
+        account: str = envelope["key"]
+        try:
+            home = self.path_of(account)
+        except ValueError:  # a JSON "\udcff" escape decodes to a lone surrogate
+            home = None
+        if home != path:
+            raise _foreign(path)
+        return account
 
     def _write(self, key: str, token: Token) -> None:
         path = self.path_of(key)
@@ -218,11 +291,13 @@ class FileTokenStore:
 
     def _remove_stale_temporaries(self, path: Path) -> None:
         # Left by a writer killed before its rename; safe to remove under the
-        # write lock. The pattern matches this account's file only: ".k-a.json.tmp-*"
-        # is no prefix of another account's ".k-a.json.x.json.tmp-*".
+        # write lock. Matched exactly: ".k-a.json.tmp-*" also matches an
+        # in-flight temporary of account "a.json.tmp-x" (".k-a.json.tmp-x.json.tmp-...").
+        exact = re.compile(re.escape(f".{path.name}.tmp-") + _TEMPORARY_SUFFIX)
         for stale in self.directory.glob(f".{path.name}.tmp-*"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+            if exact.fullmatch(stale.name):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
@@ -242,18 +317,38 @@ class FileTokenStore:
 
     # -- the protocol ------------------------------------------------------------
 
+    async def change_marker(self, key: str) -> tuple[int, int, int] | None:
+        """The token file's identity and modification time (one ``stat``), None if absent.
+
+        Every write renames a new file into place, so a write or a delete
+        changes it.
+        """
+        try:
+            info = self.path_of(key).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot stat {self.path_of(key)}: {exc.strerror}") from None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    async def aclose(self) -> None:
+        """Nothing to release: files are opened per operation."""
+
     async def load(self, key: str) -> Token | None:
         """The token of `key`, or None.
 
         Raises:
-            CorruptTokenData: the file is not a token (named in the message).
+            CorruptTokenData: the file is not a token, or holds another
+                account's (named in the message).
+            UnsupportedTokenFormat: the file was written by a newer version.
             DecryptionError: encrypted with a key this store was not given.
             InsecurePermissions: the file is readable by others (unless warned only).
+            ValueError: `key` is not valid Unicode text (a lone surrogate).
         """
         return await self._io(lambda: self._load(key))
 
     async def save(self, key: str, token: Token) -> None:
-        """Store `token` for `key` (refusing to replace a corrupt file)."""
+        """Store `token` for `key` (refusing to replace a corrupt or newer-format file)."""
 
         def save() -> None:
             self._load(key)  # raises on a corrupt file: it is not replaced unseen
@@ -292,7 +387,9 @@ class FileTokenStore:
         """Every account key with a token file, sorted.
 
         Raises:
-            CorruptTokenData: a token file is unreadable (named in the message).
+            CorruptTokenData: a token file is unreadable, or is not at its
+                account's name (named in the message).
+            UnsupportedTokenFormat: a token file was written by a newer version.
         """
 
         def keys() -> list[str]:
@@ -300,7 +397,7 @@ class FileTokenStore:
             for path in self.directory.glob("[kh]-*.json"):
                 envelope = self._read(path)
                 if envelope is not None:
-                    found.append(envelope["key"])
+                    found.append(self._account_of(envelope, path))
             return sorted(found)
 
         return await self._io(keys)

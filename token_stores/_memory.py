@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 
 from ._errors import LockTimeout
-from ._protocol import DEFAULT_LOCK_TIMEOUT
+from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
 from ._token import Token
 
 __all__ = ["MemoryTokenStore"]
@@ -26,9 +27,21 @@ class MemoryTokenStore:
         # Semaphores, not task-owned locks: like the file and Redis locks, the
         # lock belongs to the holder of the block, not to a task.
         self._locks: dict[str, anyio.Semaphore] = {}
+        self._changes: dict[str, int] = {}
+        self._change_numbers = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(accounts={len(self._tokens)})"
+
+    def _changed(self, key: str) -> None:
+        self._changes[key] = next(self._change_numbers)
+
+    async def change_marker(self, key: str) -> int:
+        """A counter that moves on every write or delete of `key`."""
+        return self._changes.get(key, 0)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
     async def load(self, key: str) -> Token | None:
         """The token of `key`, or None."""
@@ -37,6 +50,7 @@ class MemoryTokenStore:
     async def save(self, key: str, token: Token) -> None:
         """Store `token` for `key`."""
         self._tokens[key] = token
+        self._changed(key)
 
     async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
         """Store `token` if the stored token's fingerprint is `expected`'s."""
@@ -44,10 +58,12 @@ class MemoryTokenStore:
         if _fingerprint(current) != _fingerprint(expected):
             return False
         self._tokens[key] = token
+        self._changed(key)
         return True
 
     async def delete(self, key: str) -> bool:
         """Forget the token of `key`."""
+        self._changed(key)
         return self._tokens.pop(key, None) is not None
 
     async def keys(self) -> list[str]:
@@ -55,7 +71,9 @@ class MemoryTokenStore:
         return sorted(self._tokens)
 
     @asynccontextmanager
-    async def lock(self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncIterator[None]:
+    async def lock(
+        self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> AsyncIterator[LockHeld]:
         """A per-key lock shared by the tasks of this process."""
         lock = self._locks.get(key)
         if lock is None:
@@ -65,7 +83,7 @@ class MemoryTokenStore:
         if scope.cancelled_caught:
             raise LockTimeout(key, timeout, "memory store")
         try:
-            yield
+            yield LockHeld()
         finally:
             lock.release()
 

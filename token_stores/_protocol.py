@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
+import attrs
+
 from ._token import Token
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "TokenStore"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "LockHeld", "TokenStore"]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
+
+
+@attrs.frozen
+class LockHeld:
+    """What the holder of an account's lock learns on taking it.
+
+    Attributes:
+        taken_over: The previous holder's lease ran out before it released
+            the lock (a process paused or stuck past the lease): it may still
+            be finishing a refresh, and save its token after this holder read
+            the store. A holder whose refresh is refused should re-read the
+            store for a while before concluding the grant is gone.
+    """
+
+    taken_over: bool = False
 
 
 @runtime_checkable
@@ -28,6 +46,24 @@ class TokenStore(Protocol):
                 new = refresh(current)
                 await store.compare_and_set(key, current, new)
     """
+
+    async def change_marker(self, key: str) -> Hashable:
+        """A value that changes whenever the stored token of `key` may have changed.
+
+        Cheap enough to ask every fraction of a second: no round trip to a
+        remote service while nothing changes (the memory store keeps a
+        counter, the file store asks ``stat``, the Redis store reads the
+        invalidation messages it has received). This is how a token deleted
+        or replaced by another process stops being used here.
+
+        Raises:
+            TokenStoreError: the backend cannot tell now.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the store holds open (connections it created)."""
+        ...
 
     async def load(self, key: str) -> Token | None:
         """The stored token of `key`, or None if there is none.
@@ -63,12 +99,12 @@ class TokenStore(Protocol):
 
     def lock(
         self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[LockHeld]:
         """An exclusive lock on `key`, held for the duration of the block.
 
         Exclusive among every user of the same backing storage: tasks of one
         process for `MemoryTokenStore`, processes too for the file and Redis
-        stores. Not reentrant.
+        stores. Not reentrant. The block receives a `LockHeld`.
 
         Raises:
             LockTimeout: not acquired within `timeout` seconds.

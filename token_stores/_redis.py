@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -11,13 +14,15 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from ._crypto import Encryption
-from ._errors import LockTimeout, StoreUnavailable
-from ._protocol import DEFAULT_LOCK_TIMEOUT
+from ._errors import CorruptTokenData, LockTimeout, StoreUnavailable
+from ._keys import encoded_key
+from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
 from ._sealing import open_token, seal_token
 from ._token import Token
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio import ConnectionPool, Redis, RedisCluster
+    from redis.asyncio.client import PubSub
     from redis.asyncio.lock import Lock
 
 __all__ = ["RedisTokenStore"]
@@ -27,7 +32,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Writes the token only if the stored fingerprint is the expected one
-# ("" = nothing stored). One script, so no other client can write in between.
+# ("" = nothing stored), and announces the change. One script, so no other
+# client can write in between. A key of another type fails the HGET (WRONGTYPE)
+# before anything is written.
 _COMPARE_AND_SET = """
 local current = redis.call('HGET', KEYS[1], 'fp')
 if (current == false and ARGV[1] == '') or current == ARGV[1] then
@@ -37,10 +44,45 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
     else
         redis.call('PERSIST', KEYS[1])
     end
+    redis.call('PUBLISH', ARGV[7], ARGV[8])
     return 1
 end
 return 0
 """
+# Writes the token whatever is stored. A key of another type is another
+# program's: refused before anything is written (a transaction would still
+# run the PEXPIRE after HSET failed, and the key would expire).
+_SAVE = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE the token key holds a ' .. kind .. ', not a hash')
+end
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'data', ARGV[2], 'enc', ARGV[3], 'key', ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+else
+    redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+# Records this holder of an account's lock; returns the previous one's record
+# if it never released (its lease ran out while it was paused or had died).
+_TAKE_HOLDER = """
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return previous
+"""
+_DROP_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# A holder that has not released within this long is forgotten: longer than
+# any refresh takes, and than a paused process is likely to stay paused.
+_HOLDER_MEMORY_MS = 120_000
+# Invalidation messages are read at most this often, whatever the callers ask.
+_DRAIN_INTERVAL = 0.05
 
 
 @contextmanager
@@ -53,6 +95,23 @@ def _unwrapped() -> Iterator[None]:
             error = group.exceptions[0]
             raise error from error.__cause__
         raise
+
+
+def _wrong_type(error: BaseException) -> bool:
+    from redis.exceptions import ResponseError
+
+    # Searched, not a prefix: Redis 6 wraps an error raised in a script
+    # ("ERR Error running script ... WRONGTYPE ..."). Our commands' errors
+    # never echo their arguments, so a token value cannot match.
+    return isinstance(error, ResponseError) and "WRONGTYPE" in str(error)
+
+
+def _shown(redis_key: bytes | str) -> str:
+    # Our own key names are ASCII; show anything else escaped.
+    text = (
+        redis_key.decode("ascii", "backslashreplace") if isinstance(redis_key, bytes) else redis_key
+    )
+    return repr(text)
 
 
 class RedisTokenStore:
@@ -69,8 +128,15 @@ class RedisTokenStore:
       restart must not lose tokens.
     - **Encrypted at rest** when given an `Encryption`; optional **TTL**.
 
+    - **Changes reach other processes:** every write and delete is published
+      on ``{prefix}:changes``; `change_marker` reads those messages from a
+      subscription, so telling that nothing changed costs no round trip.
+    - **A lock taken over** from a holder whose lease ran out is reported as
+      ``LockHeld(taken_over=True)``: that holder may still save a token.
+
     Keys: ``{prefix}:{<digest of the account key>}:token`` (a hash with
-    fields ``key``, ``fp``, ``data``, ``enc``) and ``...:lock``.
+    fields ``key``, ``fp``, ``data``, ``enc``), ``...:lock`` and
+    ``...:holder``; channel ``{prefix}:changes``.
 
     Args:
         redis: A ``redis.asyncio.Redis`` or ``RedisCluster`` you configured
@@ -108,6 +174,17 @@ class RedisTokenStore:
         self.ttl = ttl
         self.lease = lease
         self._compare_and_set = self._redis.register_script(_COMPARE_AND_SET)
+        self._save = self._redis.register_script(_SAVE)
+        self._take_holder = self._redis.register_script(_TAKE_HOLDER)
+        self._drop_holder = self._redis.register_script(_DROP_HOLDER)
+        self._channel = f"{prefix}:changes"
+        self._pubsub: PubSub | None = None
+        self._pubsub_pool: ConnectionPool | None = None
+        # Changes seen per account (by digest); the epoch moves on every new
+        # subscription, as messages sent while there was none are unknown.
+        self._epoch = 0
+        self._generations: dict[str, int] = {}
+        self._drained_at = -math.inf
 
     def __repr__(self) -> str:
         return (
@@ -125,21 +202,96 @@ class RedisTokenStore:
             return "Redis"
 
     async def aclose(self) -> None:
-        """Close the Redis client if this store created it from a URL."""
+        """Close the change subscription, and the Redis client if this store created it."""
+        await self._close_pubsub()
         if self._owns_client:
             await self._redis.aclose()
 
+    def _new_pubsub(self) -> PubSub:
+        from redis.asyncio import ConnectionPool
+        from redis.asyncio.client import PubSub
+
+        pool = getattr(self._redis, "connection_pool", None)
+        if type(pool) is ConnectionPool:
+            # A pool of its own: a subscription lost and made again across a
+            # Redis restart must not hand a connection in an odd state to the
+            # commands (seen with redis-py 8: the first command after a restart
+            # failed). Sentinel and Cluster clients subscribe through their own.
+            self._pubsub_pool = ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+            return PubSub(self._pubsub_pool)
+        return self._redis.pubsub()
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        pool, self._pubsub_pool = self._pubsub_pool, None
+        from redis.exceptions import RedisError
+
+        with contextlib.suppress(RedisError, OSError):  # a connection already gone
+            if pubsub is not None:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if pool is not None:
+                await pool.disconnect()
+
+    @staticmethod
+    def _tag(key: str) -> str:
+        return hashlib.sha256(encoded_key(key)).hexdigest()[:24]
+
     def _keys(self, key: str) -> tuple[str, str]:
-        tag = hashlib.sha256(key.encode()).hexdigest()[:24]
-        base = f"{self.prefix}:{{{tag}}}"
+        base = f"{self.prefix}:{{{self._tag(key)}}}"
         return f"{base}:token", f"{base}:lock"
 
-    async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
+    async def change_marker(self, key: str) -> tuple[int, int]:
+        """Changes of `key` seen on the subscription (no round trip while none arrive).
+
+        Raises:
+            StoreUnavailable: the subscription cannot be made or was lost; the
+                next call subscribes again, and every marker then changes.
+        """
+        from redis.exceptions import RedisError
+
+        now = anyio.current_time()
+        # A lost subscription is made again at once: until then nothing is known.
+        if self._pubsub is None or now - self._drained_at >= _DRAIN_INTERVAL:
+            self._drained_at = now
+            try:
+                await self._drain()
+            except (RedisError, OSError) as exc:
+                await self._close_pubsub()
+                raise StoreUnavailable(
+                    f"{self._where}: no change subscription ({type(exc).__name__})"
+                ) from None
+        return (self._epoch, self._generations.get(self._tag(key), 0))
+
+    async def _drain(self) -> None:
+        if self._pubsub is None:
+            # Assigned first: a subscription that fails half-way is closed like any other.
+            self._pubsub = self._new_pubsub()
+            await self._pubsub.subscribe(self._channel)
+            self._epoch += 1
+        while (message := await self._pubsub.get_message(timeout=0)) is not None:
+            if message.get("type") == "message":
+                data = message.get("data")
+                tag = data.decode("ascii", "replace") if isinstance(data, bytes) else str(data)
+                self._generations[tag] = self._generations.get(tag, 0) + 1
+
+    async def _announce(self, key: str) -> None:
+        await self._redis.publish(self._channel, self._tag(key))
+
+    async def _call(self, action: Callable[[], Awaitable[T]], redis_key: str | None = None) -> T:
         from redis.exceptions import RedisError
 
         try:
             return await action()
         except (RedisError, OSError) as exc:
+            if _wrong_type(exc):
+                # Something else wrote a key of another type there: this account's
+                # data is unusable, the store is not down. It is left as it is.
+                raise CorruptTokenData(
+                    f"{self._where}: {redis_key or 'a key'} is not a token hash (WRONGTYPE: "
+                    "another program's key?); it is left as it is: delete it to store a new token"
+                ) from None
             # Down, timed out, read-only after a failover, out of memory, no
             # permission: the store cannot serve now. The class names which.
             raise StoreUnavailable(f"{self._where} is unavailable ({type(exc).__name__})") from None
@@ -152,7 +304,9 @@ class RedisTokenStore:
     async def load(self, key: str) -> Token | None:
         """The token of `key`, or None."""
         token_key, _ = self._keys(key)
-        data, encrypted = await self._call(lambda: self._redis.hmget(token_key, ["data", "enc"]))
+        data, encrypted = await self._call(
+            lambda: self._redis.hmget(token_key, ["data", "enc"]), token_key
+        )
         if data is None:
             return None
         return open_token(
@@ -163,23 +317,13 @@ class RedisTokenStore:
         """Store `token` for `key`."""
         token_key, _ = self._keys(key)
         payload, encrypted = seal_token(token, self.encryption)
-        fields = {
-            "fp": token.fingerprint,
-            "data": payload,
-            "enc": "1" if encrypted else "0",
-            "key": key,
-        }
+        args = [token.fingerprint, payload, "1" if encrypted else "0", key, self._ttl_ms()]
 
         async def save() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(token_key, mapping=fields)  # type: ignore[arg-type]
-                if self.ttl is None:
-                    pipe.persist(token_key)
-                else:
-                    pipe.pexpire(token_key, self._ttl_ms())
-                await pipe.execute()
+            await self._save(keys=[token_key], args=args)
+            await self._announce(key)
 
-        await self._call(save)
+        await self._call(save, token_key)
 
     async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
         """Store `token` if the stored fingerprint is `expected`'s (one server-side script)."""
@@ -192,48 +336,87 @@ class RedisTokenStore:
             "1" if encrypted else "0",
             key,
             self._ttl_ms(),
+            self._channel,
+            self._tag(key),
         ]
-        result = await self._call(lambda: self._compare_and_set(keys=[token_key], args=args))
+        result = await self._call(
+            lambda: self._compare_and_set(keys=[token_key], args=args), token_key
+        )
         return bool(result)
 
     async def delete(self, key: str) -> bool:
         """Remove the token of `key`."""
         token_key, _ = self._keys(key)
-        return bool(await self._call(lambda: self._redis.delete(token_key)))
+
+        async def delete() -> bool:
+            deleted = bool(await self._redis.delete(token_key))
+            await self._announce(key)
+            return deleted
+
+        return await self._call(delete)
 
     async def keys(self) -> list[str]:
-        """Every account key with a token under this prefix, sorted."""
+        """Every account key with a token under this prefix, sorted.
+
+        A key that is not one of this store's token hashes (another Redis
+        type, or an account name that is not UTF-8) is skipped with a warning
+        naming it: the other accounts are still listed.
+        """
 
         async def keys() -> list[str]:
             found = []
             async for token_key in self._redis.scan_iter(match=f"{self.prefix}:{{*}}:token"):
-                account = await self._redis.hget(token_key, "key")
+                account = await self._account_of(token_key)
                 if account is not None:
-                    found.append(account.decode() if isinstance(account, bytes) else account)
+                    found.append(account)
             return sorted(found)
 
         return await self._call(keys)
 
+    async def _account_of(self, token_key: bytes | str) -> str | None:
+        """The account key stored in `token_key`; None if gone, or not usable (logged)."""
+        from redis.exceptions import ResponseError
+
+        try:
+            account = await self._redis.hget(token_key, "key")
+            # A client made with decode_responses=True decodes it itself (and fails
+            # the same way); otherwise it comes as bytes.
+            return account.decode() if isinstance(account, bytes) else account
+        except ResponseError as exc:
+            if not _wrong_type(exc):
+                raise
+            logger.warning("skipped %s: not a token hash (WRONGTYPE)", _shown(token_key))
+        except UnicodeDecodeError:
+            logger.warning("skipped %s: its account key is not UTF-8 text", _shown(token_key))
+        return None
+
     @asynccontextmanager
-    async def lock(self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncIterator[None]:
+    async def lock(
+        self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> AsyncIterator[LockHeld]:
         """A leased lock on `key` across processes, extended while the block runs."""
         _, lock_key = self._keys(key)
+        holder_key = lock_key.removesuffix(":lock") + ":holder"
         lock: Lock = self._redis.lock(
             lock_key, timeout=self.lease, sleep=0.005, blocking_timeout=timeout
         )
         acquired = await self._call(lambda: lock.acquire())
         if not acquired:
             raise LockTimeout(key, timeout, f"{self._where} ({self.prefix})")
+        me = secrets.token_hex(16)
         try:
+            previous = await self._call(
+                lambda: self._take_holder(keys=[holder_key], args=[me, _HOLDER_MEMORY_MS])
+            )
             with _unwrapped():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._keep_leased, lock, key)
                     try:
-                        yield
+                        yield LockHeld(taken_over=previous is not None)
                     finally:
                         tg.cancel_scope.cancel()
         finally:
-            await self._release(lock, key)
+            await self._release(lock, key, holder_key, me)
 
     async def _keep_leased(self, lock: Lock, key: str) -> None:
         from redis.exceptions import LockError, RedisError
@@ -252,11 +435,12 @@ class RedisTokenStore:
                     "could not extend the lock of account %r: %s", key, type(exc).__name__
                 )
 
-    async def _release(self, lock: Lock, key: str) -> None:
+    async def _release(self, lock: Lock, key: str, holder_key: str, me: str) -> None:
         from redis.exceptions import LockError, RedisError
 
         with anyio.CancelScope(shield=True):
             try:
+                await self._drop_holder(keys=[holder_key], args=[me])
                 await lock.release()
             except LockError:
                 logger.warning("the lock lease of account %r expired before release", key)

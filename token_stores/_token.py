@@ -77,7 +77,8 @@ class Token:
             response: The decoded JSON body (``access_token``, ``expires_in``, ...).
             now: The time the response was received; defaults to `time.time()`.
             default_lifetime: Seconds the access token lives when the response
-                gives no usable ``expires_in`` (None: unknown, refreshed on 401).
+                gives no usable ``expires_in``: a positive number (or numeric
+                string) of at most a year (None: unknown, refreshed on 401).
 
         Raises:
             ValueError: if ``access_token`` is missing.
@@ -87,12 +88,9 @@ class Token:
         if not isinstance(access, str) or not access:
             raise ValueError("token response has no access_token")
         lifetime = _seconds(response.get("expires_in"))
-        raw_at = response.get("expires_at")
         expires_at: float | None
         if lifetime is not None:
             expires_at = issued + lifetime
-        elif isinstance(raw_at, int | float) and not isinstance(raw_at, bool):
-            expires_at = float(raw_at)
         elif default_lifetime is not None:
             expires_at = issued + default_lifetime
         else:
@@ -179,17 +177,26 @@ class Token:
         return cls.from_dict(decoded)
 
 
+# Longer than a year is no lifetime a server means: the default lifetime applies.
+MAX_LIFETIME = 366 * 24 * 3600.0
+
+
 def _seconds(value: Any) -> float | None:
-    """A non-negative number of seconds from a number or a numeric string, else None."""
+    """Positive seconds (at most a year) from a number or a numeric string, else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
         try:
-            value = float(value)
+            value = float(value.strip())
         except ValueError:
             return None
-    if isinstance(value, int | float) and value == value and 0 <= value < float("inf"):
-        return float(value)
+    if isinstance(value, int):
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, float) and 0 < value <= MAX_LIFETIME:  # NaN and inf fail this
+        return value
     return None
 
 
