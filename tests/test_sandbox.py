@@ -936,6 +936,10 @@ def test_every_sandbox_process_option_is_a_command_line_flag(
         client_id="me",
         client_secret="pw",
     )
+    assert "pw" not in process.argv()  # a secret in argv is visible to every user's ps
+    monkeypatch.setenv(
+        "WISER_SANDBOX_CLIENT_SECRET", process.environment()["WISER_SANDBOX_CLIENT_SECRET"]
+    )
     # The stdin watch is for a real child; pytest's stdin cannot be read.
     sandbox_main([arg for arg in process.argv()[3:] if arg != "--exit-with-stdin"])
     (sandbox,) = served

@@ -2,7 +2,9 @@
 
 Prints one JSON line with the URLs once listening (``origin``,
 ``api_base_url``, ``authorize_url``, ``token_url``), then serves until
-SIGINT or SIGTERM.
+SIGINT or SIGTERM. The OAuth client secret comes from the environment
+variable ``WISER_SANDBOX_CLIENT_SECRET`` (never the command line, where any
+user's ``ps`` shows it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import attrs
 from ._app import Sandbox, SandboxUrls
 from ._faults import Faults
 from ._portfolio import PortfolioSpec
+from ._process import SECRET_VARIABLE
 from ._serve import serve
 
 __all__ = ["main"]
@@ -49,7 +52,6 @@ def _parser() -> argparse.ArgumentParser:
         help=f"access token lifetime, seconds ({sandbox.access_token_lifetime.default})",
     )
     parser.add_argument("--client-id", help=f"OAuth client id ({sandbox.client_id.default})")
-    parser.add_argument("--client-secret", help="OAuth client secret (a fixed test value)")
     parser.add_argument(
         "--exit-with-stdin",
         action="store_true",
@@ -79,11 +81,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         option: given[name]
         for name, option in (
             ("client_id", "client_id"),
-            ("client_secret", "client_secret"),
             ("token_lifetime", "access_token_lifetime"),
         )
         if name in given
     }
+    secret = os.environ.get(SECRET_VARIABLE)
+    if secret:
+        options["client_secret"] = secret
     try:
         sandbox = Sandbox(
             PortfolioSpec(**{name: given[name] for name in _SPEC_OPTIONS if name in given}),

@@ -17,7 +17,7 @@ import attrs
 import httpx2
 
 from ._faults import FaultPlan, Faults
-from ._http import DroppedConnectionError, Response, api_error, json_response
+from ._http import DroppedConnectionError, Response, api_error, encode_json, json_response
 from ._oauth import OAuthServer
 from ._portfolio import Portfolio, PortfolioSpec
 from ._stats import SandboxStats, StatsRecorder
@@ -141,6 +141,47 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _token_answer_faults(answer: Response, faults: Faults) -> Response:
+    raw, value = faults.token_expires_in_raw, faults.token_expires_in
+    if raw is None and value is None and faults.token_type is None:
+        return answer
+    decoded = json.loads(answer.body)
+    if faults.token_type is not None:
+        decoded["token_type"] = faults.token_type
+    if raw is not None or value is not None:
+        decoded["expires_in"] = "\0raw" if raw is not None else value
+    body = encode_json(decoded)
+    if raw is not None:
+        body = body.replace(b'"\\u0000raw"', raw.encode())
+    return attrs.evolve(answer, body=body)
+
+
+def _echo_token_request(answer: Response, body: bytes, authorization: str | None) -> Response:
+    # What a careless server does: quote the request back in its error.
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    sent = [
+        form[name]
+        for name in ("refresh_token", "code", "code_verifier", "client_secret")
+        if name in form
+    ]
+    if authorization:
+        sent.append(authorization)
+    error = json.loads(answer.body)
+    error["error_description"] = f"{error.get('error_description', '')} (you sent: {sent})"
+    return attrs.evolve(answer, body=encode_json(error))
+
+
+def _echo_authorization(response: Response, authorization: str) -> Response:
+    headers = (*response.headers, (b"x-echo-authorization", authorization.encode("latin-1")))
+    body = response.body
+    if response.status >= 400 and body[:1] == b"{":
+        error = json.loads(body)
+        if isinstance(error.get("error"), dict):
+            error["error"]["message"] = f"{error['error'].get('message')}; you sent {authorization}"
+            body = encode_json(error)
+    return attrs.evolve(response, body=body, headers=headers)
+
+
 def _json_object(body: bytes | None) -> dict[str, Any] | Response:
     if body is None:
         return api_error(413, "payload_too_large", "request body too large")
@@ -202,6 +243,11 @@ class Sandbox:
             revokes every token descending from the same authorization.
         consent: ``"approve"``: the authorize endpoint consents at once;
             ``"deny"``: it redirects with ``error=access_denied``.
+        issuer: When set, every authorization response carries it as ``iss``
+            (RFC 9207).
+        granted_scopes: When set, a grant holds only the requested scopes
+            among these (a server granting less than asked); a refresh asking
+            for more than the grant gets ``invalid_scope``.
         faults: The faults to inject; ``None`` for none. Mutable.
 
     Example::
@@ -227,6 +273,8 @@ class Sandbox:
     access_token_lifetime: float = attrs.field(default=3600.0, kw_only=True)
     revoke_family_on_reuse: bool = attrs.field(default=True, kw_only=True)
     consent: Literal["approve", "deny"] = attrs.field(default="approve", kw_only=True)
+    issuer: str | None = attrs.field(default=None, kw_only=True)
+    granted_scopes: Sequence[str] | None = attrs.field(default=None, kw_only=True)
     # The only field that may be replaced after construction; the rest configure the servers.
     faults: Faults = attrs.field(
         default=None,
@@ -249,6 +297,8 @@ class Sandbox:
             access_token_lifetime=self.access_token_lifetime,
             revoke_family_on_reuse=self.revoke_family_on_reuse,
             consent=self.consent,
+            issuer=self.issuer,
+            granted_scopes=self.granted_scopes,
             stats=self._stats,
         )
 
@@ -358,13 +408,7 @@ class Sandbox:
                 await self._api(scope, send, method, route, entity_id)
                 return
         elif path == TOKEN_PATH and method == "POST":
-            await anyio.sleep(self.faults.token_latency)
-            body = await _read_body(receive)
-            if body is None:
-                error = {"error": "invalid_request", "error_description": "body too large"}
-                await _send(send, json_response(413, error))
-                return
-            await _send(send, self._oauth.token(body, _header(scope, b"authorization")))
+            await self._token(scope, receive, send)
             return
         elif path == AUTHORIZE_PATH and method == "GET":
             await _send(send, self._oauth.authorize(scope["query_string"].decode("latin-1")))
@@ -376,6 +420,28 @@ class Sandbox:
             await _send(send, await self._admin(method, path[len(ADMIN_PREFIX) :], receive))
             return
         await _send(send, api_error(404, "not_found", "no such route"))
+
+    async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:
+        faults = self.faults
+        await anyio.sleep(faults.token_latency)
+        body = await _read_body(receive)
+        if body is None:
+            error = {"error": "invalid_request", "error_description": "body too large"}
+            await _send(send, json_response(413, error))
+            return
+        authorization = _header(scope, b"authorization")
+        answer = self._oauth.token(body, authorization)
+        if answer.status >= 400 and faults.echo_secrets:
+            answer = _echo_token_request(answer, body, authorization)
+        elif answer.status == 200:
+            answer = _token_answer_faults(answer, faults)
+        # The server has acted (a code spent, a refresh token rotated) before this.
+        await anyio.sleep(faults.token_answer_delay)
+        with self._lock:
+            drop = faults.token_answer_drops > 0
+            if drop:
+                faults.token_answer_drops -= 1
+        await _send(send, answer, drop=drop)
 
     async def _api(
         self, scope: Scope, send: Send, method: str, route: _Route, entity_id: str | None
@@ -389,6 +455,8 @@ class Sandbox:
                     delay = self._plan.latency(faults)
                 await anyio.sleep(delay)
             response, drop = self._answer(scope, method, faults, route, entity_id)
+            if faults.echo_secrets:
+                response = _echo_authorization(response, _header(scope, b"authorization") or "")
             # Counted before it is sent: a client that has the answer finds
             # it in the counters already (tests read them right after).
             self._stats.request_finished(None if drop else response.status, dropped=drop)

@@ -42,9 +42,10 @@ def _server_errors(
 class Faults:
     """What the sandbox does wrong, on purpose, to API requests.
 
-    Mutable: a change applies to the next request. Faults never touch the OAuth
-    or admin routes (only ``token_latency`` slows the token endpoint). Rates are
-    fractions in [0, 1], drawn from a random generator seeded with ``seed``.
+    Mutable: a change applies to the next request. Faults never touch the
+    authorize or admin routes; only the ``token_*`` faults (and
+    ``echo_secrets``) touch the token endpoint. Rates are fractions in [0, 1],
+    drawn from a random generator seeded with ``seed``.
 
     A request meets them in this order: ``latency``; bearer authentication;
     throttle bursts, ``rate_limit``, ``throttle_rate`` (429); ``error_rate``
@@ -55,7 +56,24 @@ class Faults:
     Args:
         latency: Seconds slept by every API request.
         latency_jitter: Uniform +/- spread around ``latency`` (never below 0).
-        token_latency: Seconds slept by every token-endpoint request.
+        token_latency: Seconds slept by every token-endpoint request, before
+            the server acts on it.
+        token_answer_delay: Seconds between the server acting on a token
+            request (a code spent, a refresh token rotated) and its answer.
+        token_answer_drops: How many of the next token answers are dropped
+            after the server acted: the client never learns the new tokens.
+        token_expires_in: The ``expires_in`` successful token answers advertise
+            instead of the real lifetime: any JSON value (``"3600.5"``,
+            ``"soon"``, ``[3600]``, ``0``...); ``None``: the real one.
+        token_expires_in_raw: JSON text put as ``expires_in`` verbatim (for
+            values Python cannot write, such as ``1e400``); wins over
+            ``token_expires_in``.
+        token_type: The ``token_type`` successful token answers carry instead
+            of ``Bearer`` (``"mac"``, ``"DPoP"``...); ``None``: ``Bearer``.
+        echo_secrets: Every error answer repeats what the client sent: API
+            errors quote the bearer token, token-endpoint errors the refresh
+            token, code, verifier and client credentials; API answers carry the
+            ``Authorization`` header back as ``x-echo-authorization``.
         error_rate: Fraction of API requests answered with a status from
             ``error_statuses``; 502, 503 and 504 carry an HTML body as a proxy
             would, other statuses the JSON error body.
@@ -88,6 +106,18 @@ class Faults:
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     latency_jitter: float = attrs.field(default=0.0, validator=_non_negative)
     token_latency: float = attrs.field(default=0.0, validator=_non_negative)
+    token_answer_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    token_answer_drops: int = attrs.field(
+        default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
+    token_expires_in: Any = None
+    token_expires_in_raw: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+    token_type: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+    echo_secrets: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     error_rate: float = attrs.field(default=0.0, validator=_fraction)
     error_statuses: tuple[int, ...] = attrs.field(
         default=(503,), converter=_statuses, validator=_server_errors

@@ -89,6 +89,12 @@ def _redirect(uri: str, params: Mapping[str, str]) -> Response:
     return Response(302, b"", ((b"location", _with_query(uri, params).encode()), *_NO_STORE))
 
 
+def _scopes(value: Sequence[str] | None) -> frozenset[str] | None:
+    if isinstance(value, str):
+        raise TypeError("granted_scopes must be a collection of scopes, not one string")
+    return None if value is None else frozenset(value)
+
+
 def _uris(value: Sequence[str] | None) -> frozenset[str] | None:
     if isinstance(value, str):
         raise TypeError("redirect_uris must be a collection of URIs, not one string")
@@ -105,6 +111,8 @@ class OAuthServer:
     access_token_lifetime: float = attrs.field(validator=attrs.validators.gt(0.0))
     revoke_family_on_reuse: bool
     consent: str = attrs.field(validator=attrs.validators.in_(("approve", "deny")))
+    issuer: str | None = None
+    granted_scopes: frozenset[str] | None = attrs.field(default=None, converter=_scopes)
     _stats: StatsRecorder = attrs.field(repr=False)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
     _codes: dict[str, _Code] = attrs.field(init=False, factory=dict, repr=False)
@@ -195,6 +203,9 @@ class OAuthServer:
                 {"error": "invalid_request", "error_description": "redirect_uri not allowed"},
             )
         answer = {"state": params["state"]} if "state" in params else {}
+        if self.issuer is not None:
+            # RFC 9207: every authorization response names its issuer.
+            answer["iss"] = self.issuer
         if len(pairs) != len(params):
             return _redirect(redirect_uri, {"error": "invalid_request", **answer})
         if params.get("response_type") != "code":
@@ -211,6 +222,12 @@ class OAuthServer:
             )
         if self.consent == "deny":
             return _redirect(redirect_uri, {"error": "access_denied", **answer})
+        scope = params.get("scope") or DEFAULT_SCOPE
+        if self.granted_scopes is not None:
+            # The server may grant less than asked (RFC 6749 3.3).
+            scope = " ".join(sorted(set(scope.split()) & self.granted_scopes))
+            if not scope:
+                return _redirect(redirect_uri, {"error": "invalid_scope", **answer})
         code = secrets.token_urlsafe(32)
         now = time.monotonic()
         with self._lock:
@@ -223,7 +240,7 @@ class OAuthServer:
                 redirect_uri=redirect_uri,
                 challenge=challenge,
                 customer=params.get("login_hint") or "default",
-                scope=params.get("scope") or DEFAULT_SCOPE,
+                scope=scope,
                 expires_at=now + _CODE_LIFETIME,
             )
         return _redirect(redirect_uri, {"code": code, **answer})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from ._stats import SandboxStats
 __all__ = ["SandboxProcess"]
 
 _STOP_TIMEOUT = 5.0
+# The child reads its client secret here: argv is visible to every user's ps.
+SECRET_VARIABLE = "WISER_SANDBOX_CLIENT_SECRET"  # noqa: S105 - a variable's name
+# Options that are no flag: the secret travels in the environment, never in argv.
+_NOT_FLAGS = frozenset({"startup_timeout", "client_secret"})
 
 
 def _read_first_line(stream: IO[str], lines: queue.Queue[str]) -> None:
@@ -72,13 +77,21 @@ class SandboxProcess:
     _stderr: IO[bytes] | None = attrs.field(init=False, default=None)
 
     def argv(self) -> list[str]:
-        """The command line that starts the child."""
+        """The command line that starts the child (the client secret goes in `environment`)."""
         args = [sys.executable, "-m", "wiser_async.sandbox", "--exit-with-stdin"]
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
-            if field.init and field.name != "startup_timeout" and value is not None:
+            if field.init and field.name not in _NOT_FLAGS and value is not None:
                 args += [f"--{field.name.replace('_', '-')}", str(value)]
         return args
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment: this process's, with the client secret if one is set."""
+        environment = dict(os.environ)
+        environment.pop(SECRET_VARIABLE, None)
+        if self.client_secret is not None:
+            environment[SECRET_VARIABLE] = self.client_secret
+        return environment
 
     @property
     def urls(self) -> SandboxUrls:
@@ -105,6 +118,7 @@ class SandboxProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env=self.environment(),
         )
         try:
             self._urls = self._wait_ready(self._process)
