@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
+from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
-from token_stores import MemoryTokenStore, Token, TokenStore
+import anyio
+
+from token_stores import LockHeld, MemoryTokenStore, StoreUnavailable, Token, TokenStore
 from wiser_async import ApiConfig, AsyncWiserClient, RetryPolicy, WiserOAuth
 from wiser_async.sandbox import Sandbox, SandboxUrls
 
@@ -21,10 +28,10 @@ FAST_RETRY = RetryPolicy(
 
 
 def make_oauth(urls: SandboxUrls, store: TokenStore | None = None, **options: Any) -> WiserOAuth:
+    options.setdefault("redirect_uri", REDIRECT_URI)
     return WiserOAuth(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
-        redirect_uri=REDIRECT_URI,
         store=store if store is not None else MemoryTokenStore(),
         authorize_url=urls.authorize_url,
         token_url=urls.token_url,
@@ -81,3 +88,93 @@ def assert_no_secret(error: BaseException, secrets: list[str]) -> None:
     text = str(error) + repr(error)
     for secret in secrets:
         assert secret not in text
+
+
+class FlakyStore:
+    """A documented test helper: a real store whose writes (or everything) fail on demand.
+
+    Stands for a store outage (Redis down, a full disk) at a chosen moment:
+    set ``fail_writes`` (save, compare-and-set, delete) or ``fail_all``.
+    Everything else goes to the wrapped store, which the test can read.
+    """
+
+    def __init__(self, inner: TokenStore) -> None:
+        self.inner = inner
+        self.fail_writes = False
+        self.fail_all = False
+        self.failed_writes = 0
+
+    def _check(self, write: bool) -> None:
+        if self.fail_all or (write and self.fail_writes):
+            if write:
+                self.failed_writes += 1
+            raise StoreUnavailable("flaky store: injected outage")
+
+    async def change_marker(self, key: str) -> Hashable:
+        self._check(False)
+        return await self.inner.change_marker(key)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def load(self, key: str) -> Token | None:
+        self._check(False)
+        return await self.inner.load(key)
+
+    async def save(self, key: str, token: Token) -> None:
+        self._check(True)
+        await self.inner.save(key, token)
+
+    async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
+        self._check(True)
+        return await self.inner.compare_and_set(key, expected, token)
+
+    async def delete(self, key: str) -> bool:
+        self._check(True)
+        return await self.inner.delete(key)
+
+    async def keys(self) -> list[str]:
+        self._check(False)
+        return await self.inner.keys()
+
+    def lock(self, key: str, *, timeout: float = 30.0) -> AbstractAsyncContextManager[LockHeld]:
+        self._check(False)
+        return self.inner.lock(key, timeout=timeout)
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds (fails the test after `timeout` seconds)."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - set by another thread or process
+            await anyio.sleep(0.01)
+
+
+def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A redis-server of the test's own (AOF, fsync always) on `port`; stop it by its pid."""
+    server = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("redis-server did not start")

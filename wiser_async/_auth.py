@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BearerAuth"]
 
+# Re-sends after 401s of one request: the retry after a refresh, and tokens
+# that expired on the way.
+_MAX_RESENDS = 3
+
 
 class BearerAuth(httpx2.Auth):
     """Puts the account's access token on each request; on 401, refreshes once and retries once.
@@ -39,9 +43,16 @@ class BearerAuth(httpx2.Auth):
         request.headers["Authorization"] = f"Bearer {token.access_token}"
         self._stats.requests += 1
         response = yield request
-        if response.status_code != 401:
-            return
-        token = await self._oauth.token(self.account, rejected=token)
-        request.headers["Authorization"] = f"Bearer {token.access_token}"
-        self._stats.requests += 1
-        yield request
+        resent = 0
+        while response.status_code == 401 and resent < _MAX_RESENDS:
+            # One refresh and one retry after a 401. A token that had expired by
+            # our own clock when the answer came ran out on the way (a request
+            # held up on a loaded machine): that 401 says nothing of the grant,
+            # and another token is tried, a bounded number of times.
+            if resent and not token.expires_within(0):
+                return
+            token = await self._oauth.token(self.account, rejected=token)
+            request.headers["Authorization"] = f"Bearer {token.access_token}"
+            self._stats.requests += 1
+            resent += 1
+            response = yield request

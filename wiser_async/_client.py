@@ -20,6 +20,7 @@ from ._config import ApiConfig
 from ._convert import Codec
 from ._crawl import CrawlResult, DevicesBy, Walk, _Batch, _TreeBuilder, open_walk
 from ._oauth import WiserOAuth
+from ._redact import request_secrets
 from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RetryBudget, RetryPolicy, Throttle
 from ._status import error_for_response
@@ -31,6 +32,7 @@ from .errors import (
     RequestTimeout,
     ServerError,
     TransportError,
+    WiserError,
 )
 from .models import Page
 
@@ -181,6 +183,9 @@ class AsyncWiserClient:
         self._owns_http = owns_http
         self.account = account
         self._auth = BearerAuth(session.oauth, account, session.stats)
+        # Server text in errors and in log records made while a request runs
+        # is redacted of this account's secrets.
+        self._log_context = (session.oauth.secrets, account)
         self.locations = Locations(self)
         self.sites = Sites(self)
         self.rooms = Rooms(self)
@@ -311,9 +316,26 @@ class AsyncWiserClient:
     def _path(self, template: str, **params: str) -> str:
         return template.format(**{name: quote(value, safe="") for name, value in params.items()})
 
+    def _redact(self, text: str) -> str:
+        return self._session.oauth.redact(text, self.account)
+
+    def _scrubbed(self, error: WiserError) -> WiserError:
+        """`error` without a secret of this account, whatever the server put in it."""
+        text = str(error)
+        clean = self._redact(text)
+        if clean != text:
+            error.args = (clean,)
+            error.message = self._redact(error.message)
+            if error.path is not None:
+                error.path = self._redact(error.path)
+        return error
+
     async def _get_one(self, path: str, cls: type[T]) -> T:
-        body = await self._get_json(path)
-        return self._session.codec.structure(body, cls, method="GET", path=path)
+        try:
+            body = await self._get_json(path)
+            return self._session.codec.structure(body, cls, method="GET", path=path)
+        except WiserError as exc:
+            raise self._scrubbed(exc) from exc.__cause__
 
     async def _get_page(
         self,
@@ -327,17 +349,20 @@ class AsyncWiserClient:
         pages = self._session.config.pages
         offset_param, limit_param = self._session.page_params
         target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
-        body = await self._get_json(target)
-        return self._session.codec.structure_page(
-            body,
-            cls,
-            offset=offset,
-            limit=limit,
-            keys=pages,
-            method="GET",
-            path=target,
-            on_item_error=on_item_error,
-        )
+        try:
+            body = await self._get_json(target)
+            return self._session.codec.structure_page(
+                body,
+                cls,
+                offset=offset,
+                limit=limit,
+                keys=pages,
+                method="GET",
+                path=target,
+                on_item_error=on_item_error,
+            )
+        except WiserError as exc:
+            raise self._scrubbed(exc) from exc.__cause__
 
     def _page_size(self, size: int | None) -> int:
         pages = self._session.config.pages
@@ -452,11 +477,15 @@ class AsyncWiserClient:
                 request = session.http.build_request(
                     method, session.base_url + target, **session.request_options
                 )
-                response = await session.http.send(request, auth=self._auth, stream=True)
+                context = request_secrets.set(self._log_context)
                 try:
-                    content = await self._read_body(response, method, target)
+                    response = await session.http.send(request, auth=self._auth, stream=True)
+                    try:
+                        content = await self._read_body(response, method, target)
+                    finally:
+                        await response.aclose()
                 finally:
-                    await response.aclose()
+                    request_secrets.reset(context)
             except httpx2.TimeoutException as exc:
                 raise RequestTimeout(
                     f"no answer in time ({type(exc).__name__})", method=method, path=target
@@ -485,7 +514,9 @@ class AsyncWiserClient:
                 method=method,
                 path=target,
             )
-        error = error_for_response(status, response.headers, content, method=method, path=target)
+        error = error_for_response(
+            status, response.headers, content, method=method, path=target, redact=self._redact
+        )
         if isinstance(error, RateLimited):
             session.stats.throttled += 1
             wait = error.retry_after

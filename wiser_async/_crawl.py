@@ -393,7 +393,14 @@ RETRY_LATER_KINDS = frozenset(
 )
 # Token-endpoint failures that pass: the account's grant may be fine.
 _PASSING_TOKEN_ERRORS = frozenset(
-    {"timeout", "unreachable", "server_error", "invalid_response", "temporarily_unavailable"}
+    {
+        "timeout",
+        "unreachable",
+        "connection_lost",
+        "server_error",
+        "invalid_response",
+        "temporarily_unavailable",
+    }
 )
 
 
@@ -653,12 +660,13 @@ class _Engine:
         *,
         resource: str | None = None,
     ) -> None:
+        redact = self.clients[job.account].oauth.redact
         failure = Failure(
             account=job.account,
-            resource=resource or f"{self._path(job)}?offset={job.offset}",
+            resource=redact(resource or f"{self._path(job)}?offset={job.offset}", job.account),
             kind=kind,
             status=status,
-            message=message,
+            message=redact(message, job.account),
             collection=job.collection,
             parent_id=job.parent_id,
             offset=job.offset,
@@ -679,9 +687,8 @@ class _Engine:
         self.dead_accounts.add(account)
         self.queue.drop_account(account)
         kind, status = _failure_kind(error)
-        failure = Failure(
-            account=account, resource="*", kind=kind, status=status, message=error.message
-        )
+        message = self.clients[account].oauth.redact(error.message, account)
+        failure = Failure(account=account, resource="*", kind=kind, status=status, message=message)
         self.failures.append(failure)
         await self._emit(_FailureEvent(("account", account, ""), failure))
 

@@ -190,7 +190,7 @@ async def crawl_to_jsonl(
             elif isinstance(event, _FailureEvent):
                 pending.setdefault(event.unit, []).append(_line(_failure_record(event.failure)))
             elif isinstance(event, _UnitDone):
-                data = b"".join(pending.pop(event.unit, []))
+                data = _redacted(b"".join(pending.pop(event.unit, [])), client, event.unit[1])
                 if data:
                     await out.write(data)
                     await out.flush()
@@ -203,6 +203,14 @@ async def crawl_to_jsonl(
         if not any(failure.kind in _INTERRUPTIONS for failure in walk.failures):
             await marks.write(_line({_COMPLETE: True}))
     return walk.failures, walk.stats
+
+
+def _redacted(data: bytes, client: AsyncWiserClient, account: str | None) -> bytes:
+    """Output without a secret the client knows, even where the server echoed one in data."""
+    secrets = client.oauth.secrets
+    if not secrets.contains_secret(data, account):
+        return data
+    return secrets.mask(data.decode(), account).encode()
 
 
 def _empty_stats() -> CrawlStats:
@@ -224,8 +232,8 @@ async def crawl_to_json(
     result = await client.crawl(
         accounts=accounts, devices_by=devices_by, page_size=page_size, deadline=deadline
     )
-    document = result_to_json(result, client)
-    await anyio.Path(output).write_text(json.dumps(document, ensure_ascii=False, indent=1))
+    document = json.dumps(result_to_json(result, client), ensure_ascii=False, indent=1).encode()
+    await anyio.Path(output).write_bytes(_redacted(document, client, None))
     return result
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+from ._redact import escape_controls
 from .errors import ApiError, BadRequest, Forbidden, NotFound, RateLimited, ServerError
 
 __all__ = ["error_for_response", "parse_retry_after"]
@@ -49,30 +50,36 @@ def _reason(status: int) -> str:
         return "Unknown Status"
 
 
-def _describe_body(content: bytes, content_type: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The error envelope if the body is one, else a short printable excerpt."""
+def _describe_body(
+    content: bytes, content_type: str, redact: Callable[[str], str]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The error envelope if the body is one, else a short printable excerpt.
+
+    Secrets are redacted before anything is cut short, so no part of one survives.
+    """
     if not content.strip():
         return None, "empty body"
     try:
         decoded = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         decoded = None
     if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
         return decoded["error"], None
     if "html" in content_type or content.lstrip()[:1] == b"<":
         title = _TITLE.search(content[:4096])
         if title:
-            text = title.group(1).decode("utf-8", "replace")
-            return None, f"HTML page titled {_SPACES.sub(' ', text).strip()[:_EXCERPT_LENGTH]!r}"
+            text = redact(_SPACES.sub(" ", title.group(1).decode("utf-8", "replace")).strip())
+            return None, f"HTML page titled {text[:_EXCERPT_LENGTH]!r}"
         return None, "HTML page"
     if decoded is None and "json" in content_type:
         return None, "unreadable JSON body"
-    text = content[:_EXCERPT_LENGTH].decode("utf-8", "replace")
-    return None, f"body {_SPACES.sub(' ', text).strip()!r}"
+    # Redacted before it is cut short: room for any secret to be whole.
+    text = redact(_SPACES.sub(" ", content[: _EXCERPT_LENGTH + 16384].decode("utf-8", "replace")))
+    return None, f"body {text.strip()[:_EXCERPT_LENGTH]!r}"
 
 
-def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _string(value: Any, redact: Callable[[str], str], limit: int) -> str | None:
+    return redact(value)[:limit] if isinstance(value, str) and value else None
 
 
 def error_for_response(
@@ -82,16 +89,21 @@ def error_for_response(
     *,
     method: str,
     path: str,
+    redact: Callable[[str], str] = escape_controls,
 ) -> ApiError:
     """The typed error of an error answer (status >= 400, 401 excepted).
 
     400 -> BadRequest, 403 -> Forbidden, 404 -> NotFound, 429 -> RateLimited
     (with ``retry_after``), 5xx -> ServerError, any other -> ApiError.
+
+    Args:
+        redact: Applied to all server text before it enters the error
+            (blanks out secrets, escapes control characters).
     """
-    envelope, excerpt = _describe_body(content, headers.get("content-type", "").lower())
-    code = _string(envelope.get("code")) if envelope else None
-    server_message = _string(envelope.get("message")) if envelope else None
-    request_id = _string(envelope.get("requestId")) if envelope else None
+    envelope, excerpt = _describe_body(content, headers.get("content-type", "").lower(), redact)
+    code = _string(envelope.get("code"), redact, 100) if envelope else None
+    server_message = _string(envelope.get("message"), redact, 500) if envelope else None
+    request_id = _string(envelope.get("requestId"), redact, 100) if envelope else None
     message = f"HTTP {status} {_reason(status)}"
     if code:
         message += f" [{code}]"

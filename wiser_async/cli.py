@@ -185,8 +185,7 @@ def open_store(spec: str, encryption_keys: Sequence[str] = ()) -> TokenStore:
 
 
 async def close_store(store: TokenStore) -> None:
-    if isinstance(store, RedisTokenStore):
-        await store.aclose()
+    await store.aclose()
 
 
 @contextmanager

@@ -12,6 +12,8 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     │   ├── AuthorizationDenied       the user refused consent (error=access_denied)
     │   ├── AuthorizationFailed       another RFC 6749 4.1.2.1 error in the callback
     │   ├── StateMismatch             the callback's `state` is not the one we sent
+    │   ├── IssuerMismatch            the callback's `iss` is not the expected issuer (RFC 9207)
+    │   ├── AuthorizationReplayed     this authorization was completed already
     │   └── TokenEndpointError        the token endpoint refused (invalid_client, ...)
     ├── ApiError                      the API answered with an error status
     │   ├── BadRequest                400
@@ -22,35 +24,56 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     ├── TransportError                no HTTP answer, after the retries allowed
     │   ├── RequestTimeout            connect, read, write or pool timeout
     │   └── ConnectionFailed          refused, reset or dropped connection
-    └── DecodeError                   a body that is not the JSON the contract describes
+    ├── DecodeError                   a body that is not the JSON the contract describes
+    └── StoreError                    the token store failed (also a token_stores.TokenStoreError)
+        ├── StoreUnavailable          the backing service or file system failed
+        ├── LockTimeout               an account's lock was not acquired in time
+        ├── CorruptTokenData          stored bytes are not a token; left for inspection
+        ├── DecryptionError           stored bytes were encrypted with another key
+        ├── InsecurePermissions       a token file is readable by group or others
+        └── UnsupportedTokenFormat    a token file written by a newer version
 
-Token-store failures (`token_stores.TokenStoreError`) pass through unchanged:
-they belong to the store, not to the API.
+Each `StoreError` class is also the `token_stores` error of the same name, so
+``except token_stores.StoreUnavailable`` and ``except WiserError`` both catch
+it; the store's own exception is its ``__cause__``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+import token_stores
 
 __all__ = [
     "ApiError",
     "AuthorizationDenied",
     "AuthorizationError",
     "AuthorizationFailed",
+    "AuthorizationReplayed",
     "AuthorizationRequired",
     "BadRequest",
     "ConnectionFailed",
+    "CorruptTokenData",
     "DecodeError",
+    "DecryptionError",
     "Forbidden",
+    "InsecurePermissions",
+    "IssuerMismatch",
+    "LockTimeout",
     "NotFound",
     "RateLimited",
     "RequestTimeout",
     "ServerError",
     "StateMismatch",
+    "StoreError",
+    "StoreUnavailable",
     "TokenEndpointError",
     "TransportError",
+    "UnsupportedTokenFormat",
     "WiserError",
 ]
+
+E = TypeVar("E", bound="StoreError")
 
 
 class WiserError(Exception):
@@ -152,14 +175,49 @@ class StateMismatch(AuthorizationError):
         super().__init__("the callback's state does not match the authorization request")
 
 
+class IssuerMismatch(AuthorizationError):
+    """The callback's ``iss`` is missing or is not the expected issuer (RFC 9207).
+
+    The authorization response may come from another authorization server
+    (a mix-up attack); its code is not exchanged.
+    """
+
+    def __init__(self, expected: str, received: str | None) -> None:
+        got = "no iss" if received is None else f"iss {received!r}"
+        super().__init__(f"the callback carries {got}, expected the issuer {expected!r}")
+        self.expected = expected
+        self.received = received
+
+
+class AuthorizationReplayed(AuthorizationError):
+    """This authorization request (or its code) was completed already.
+
+    A code is exchanged at most once: sending it again would make a server
+    that detects code reuse revoke the grant it issued (RFC 6749 4.1.2).
+    The token stored by the first completion is left as it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this authorization was completed already; the stored grant is unchanged "
+            "(start a new authorization to log in again)"
+        )
+
+
 class TokenEndpointError(AuthorizationError):
     """The token endpoint refused a request or answered something unusable.
 
     Attributes:
-        error: The RFC 6749 5.2 ``error`` code, or a short description of the
-            failure when the endpoint gave none (``"server_error"``, ...).
-        description: The ``error_description``, if any.
+        error: The RFC 6749 5.2 ``error`` code (``invalid_grant``,
+            ``invalid_client``, ...), or when the endpoint gave none:
+            ``server_error`` / ``temporarily_unavailable`` (a 5xx or 429 without
+            an error body), ``invalid_response`` (an answer that is not a usable
+            token or error), ``unsupported_token_type`` (not a Bearer token),
+            ``unreachable`` (no connection), ``connection_lost`` (sent, no answer)
+            or ``timeout``.
+        description: The ``error_description``, if any (secrets redacted).
         status_code: The HTTP status, if an answer came.
+        retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
     """
 
     def __init__(
@@ -170,6 +228,7 @@ class TokenEndpointError(AuthorizationError):
         status_code: int | None = None,
         method: str | None = "POST",
         path: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         detail = f": {description}" if description else ""
         status = f" (HTTP {status_code})" if status_code is not None else ""
@@ -179,6 +238,7 @@ class TokenEndpointError(AuthorizationError):
         self.error = error
         self.description = description
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class ApiError(WiserError):
@@ -256,3 +316,65 @@ class DecodeError(WiserError):
     The message says what was wrong and where (a JSON path), never a value
     that could be a secret.
     """
+
+
+class StoreError(WiserError, token_stores.TokenStoreError):
+    """The token store failed; the store's own error is the ``__cause__``.
+
+    Also a `token_stores.TokenStoreError`: code written against the store
+    keeps catching what it caught.
+    """
+
+    @classmethod
+    def wrap(cls: type[E], error: token_stores.TokenStoreError) -> E:
+        """This class's error carrying `error`'s message and attributes."""
+        wrapped = cls.__new__(cls)
+        Exception.__init__(wrapped, str(error))
+        wrapped.__dict__.update(error.__dict__)
+        wrapped.message, wrapped.method, wrapped.path = str(error), None, None
+        wrapped.__cause__ = error
+        return wrapped
+
+
+class StoreUnavailable(StoreError, token_stores.StoreUnavailable):
+    """The store's backend failed (Redis down, I/O error); it may work when it is back."""
+
+
+class LockTimeout(StoreError, token_stores.LockTimeout):
+    """The lock of an account was not acquired within the timeout."""
+
+
+class CorruptTokenData(StoreError, token_stores.CorruptTokenData):
+    """Stored data exists but is not a valid token; it is left as it is."""
+
+
+class DecryptionError(StoreError, token_stores.DecryptionError):
+    """Stored data could not be decrypted with the configured keys."""
+
+
+class InsecurePermissions(StoreError, token_stores.InsecurePermissions):
+    """A token file can be read by users other than its owner."""
+
+
+class UnsupportedTokenFormat(StoreError, token_stores.UnsupportedTokenFormat):
+    """A token file was written by a newer version of the store; upgrade to read it."""
+
+
+_STORE_ERRORS: tuple[type[StoreError], ...] = (
+    StoreUnavailable,
+    LockTimeout,
+    CorruptTokenData,
+    DecryptionError,
+    InsecurePermissions,
+    UnsupportedTokenFormat,
+)
+
+
+def store_error(error: token_stores.TokenStoreError) -> StoreError:
+    """The `StoreError` of a store's error (the class of the same name, else `StoreError`)."""
+    if isinstance(error, StoreError):
+        return error
+    for cls in _STORE_ERRORS:
+        if isinstance(error, cls.__bases__[1]):
+            return cls.wrap(error)
+    return StoreError.wrap(error)

@@ -1,0 +1,297 @@
+"""The token endpoint: one POST with client authentication, and its answer read leniently.
+
+Written on httpx2 rather than authlib's client, because the grant depends on
+details authlib's client gets wrong for this job: it parses ``expires_in``
+with ``int()`` before the caller sees the answer (``"3600.5"`` or ``[3600]``
+throws away tokens the server has just rotated), re-sends the constructor's
+scope on every refresh (RFC 6749 section 6 forbids widening), and does not
+form-urlencode the client id and secret before Basic encoding (RFC 6749
+section 2.3.1). authlib still builds the authorization URL and the PKCE pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx2
+
+from token_stores import Token
+
+from ._redact import Secrets, request_secrets
+from ._status import parse_retry_after
+from .errors import TokenEndpointError
+
+__all__ = [
+    "AUTH_METHODS",
+    "MAX_TOKEN_LIFETIME",
+    "TokenEndpoint",
+    "basic_credentials",
+    "usable_lifetime",
+]
+
+logger = logging.getLogger("wiser_async.oauth")
+
+AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
+# An ``expires_in`` beyond a year is no lifetime a server means; the default is used instead.
+MAX_TOKEN_LIFETIME: Final = 366 * 24 * 3600.0
+# Token answers are a few hundred bytes (a few kB with a JWT).
+_MAX_ANSWER_BYTES = 256 * 1024
+_EXCERPT = 200
+# RFC 6749 appendix A: tokens are visible ASCII; a token sent in a header must hold no
+# space or control character (RFC 6750 section 2.1).
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+
+
+def usable_lifetime(value: Any) -> float | None:
+    """``expires_in`` as seconds if it is a positive number (or numeric string) up to a year."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, float) and math.isfinite(value) and 0 < value <= MAX_TOKEN_LIFETIME:
+        return value
+    return None
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """The ``Authorization`` value of ``client_secret_basic`` (RFC 6749 section 2.3.1).
+
+    Id and secret are urlencoded before they are joined by ``:`` and
+    base64-encoded, so a secret holding ``+``, ``%``, ``:`` or ``/`` reaches
+    the server intact. A space is sent as ``%20``, not the form encoding's
+    ``+``: a form decoder reads both as a space, and some servers (authlib's
+    among them) decode these credentials with plain percent-decoding, which
+    reads ``+`` as a plus.
+    """
+    pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def _describe_type(value: Any) -> str:
+    # What the value was, never the value: it is server text.
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int | float):
+        return "a number out of range" if usable_lifetime(value) is None else "a number"
+    return f"a JSON {type(value).__name__}"
+
+
+class TokenEndpoint:
+    """Sends grant requests to the token endpoint and turns answers into `Token` objects."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        client_secret: str | None,
+        auth_method: str,
+        timeout: float,
+        transport: httpx2.AsyncBaseTransport | None,
+        secrets: Secrets,
+        default_lifetime: float | None,
+    ) -> None:
+        if auth_method not in AUTH_METHODS:
+            raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+        if auth_method != "none" and not client_secret:
+            raise ValueError(f"{auth_method} needs a client_secret")
+        if default_lifetime is not None and usable_lifetime(default_lifetime) is None:
+            raise ValueError("default_token_lifetime must be positive, at most a year (or None)")
+        parts = urlsplit(url)
+        self.url = url
+        self.path = parts.path or "/"
+        self.host = parts.hostname or url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.auth_method = auth_method
+        self.default_lifetime = default_lifetime
+        self._secrets = secrets
+        self._http = httpx2.AsyncClient(timeout=timeout, transport=transport)
+        self.requests: dict[str, int] = {"authorization_code": 0, "refresh_token": 0}
+
+    def __repr__(self) -> str:
+        return f"TokenEndpoint({self.url!r}, auth_method={self.auth_method!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    def _error(
+        self,
+        error: str,
+        description: str | None,
+        *,
+        status: int | None = None,
+        account: str | None = None,
+        retry_after: float | None = None,
+    ) -> TokenEndpointError:
+        if description is not None:
+            description = self._secrets.redact(description, account)[:_EXCERPT]
+        return TokenEndpointError(
+            self._secrets.redact(error, account)[:_EXCERPT],
+            description,
+            status_code=status,
+            path=self.path,
+            retry_after=retry_after,
+        )
+
+    async def request(self, grant_type: str, params: Mapping[str, str], *, account: str) -> Token:
+        """One grant request; its answer as a `Token`.
+
+        Raises:
+            TokenEndpointError: the server refused (``error``, ``status_code``), answered
+                something unusable (``invalid_response``), or could not be reached
+                (``unreachable``, ``timeout``).
+        """
+        self.requests[grant_type] = self.requests.get(grant_type, 0) + 1
+        form = {"grant_type": grant_type, **params}
+        headers = {"accept": "application/json"}
+        if self.auth_method == "client_secret_basic":
+            assert self._client_secret is not None  # noqa: S101 - checked in __init__
+            headers["authorization"] = basic_credentials(self.client_id, self._client_secret)
+        else:
+            form["client_id"] = self.client_id
+            if self.auth_method == "client_secret_post":
+                assert self._client_secret is not None  # noqa: S101 - checked in __init__
+                form["client_secret"] = self._client_secret
+        context = request_secrets.set((self._secrets, account))
+        try:
+            response = await self._http.post(
+                self.url,
+                content=urlencode(form).encode(),
+                headers={**headers, "content-type": "application/x-www-form-urlencoded"},
+            )
+            body = response.content
+        except httpx2.TimeoutException as exc:
+            raise self._error(
+                "timeout", f"no answer from {self.host} in time ({type(exc).__name__})"
+            ) from None
+        except (httpx2.ConnectError, httpx2.UnsupportedProtocol, httpx2.ProxyError) as exc:
+            raise self._error(
+                "unreachable", f"cannot connect to {self.host} ({type(exc).__name__})"
+            ) from None
+        except httpx2.TransportError as exc:
+            # Sent, perhaps acted on: the server may have rotated a refresh token.
+            raise self._error(
+                "connection_lost",
+                f"the connection to {self.host} failed before an answer ({type(exc).__name__})",
+            ) from None
+        finally:
+            request_secrets.reset(context)
+        received = time.time()
+        status = response.status_code
+        if len(body) > _MAX_ANSWER_BYTES:
+            raise self._error(
+                "invalid_response",
+                f"an answer of {len(body)} bytes",
+                status=status,
+                account=account,
+            )
+        decoded = _decode(body)
+        if 200 <= status < 300:
+            return self._token(decoded, status, received, account)
+        if 300 <= status < 400:
+            raise self._error(
+                "invalid_response",
+                f"the token endpoint redirected (HTTP {status}); check token_url",
+                status=status,
+            )
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if isinstance(decoded, dict) and isinstance(decoded.get("error"), str) and decoded["error"]:
+            description = decoded.get("error_description")
+            raise self._error(
+                decoded["error"],
+                description if isinstance(description, str) else None,
+                status=status,
+                account=account,
+                retry_after=retry_after,
+            )
+        # No RFC 6749 error body: an HTML page from a proxy, an empty body...
+        error = "temporarily_unavailable" if status in (429, 503) else "server_error"
+        if status < 500 and status != 429:
+            error = "invalid_response"
+        excerpt = body[:_EXCERPT].decode("utf-8", "replace").strip() or "an empty body"
+        raise self._error(
+            error,
+            f"HTTP {status} with {excerpt!r}",
+            status=status,
+            account=account,
+            retry_after=retry_after,
+        )
+
+    def _token(self, decoded: Any, status: int, received: float, account: str) -> Token:
+        if not isinstance(decoded, dict):
+            raise self._error("invalid_response", "the answer is not a JSON object", status=status)
+        access = decoded.get("access_token")
+        if not isinstance(access, str) or not _VISIBLE.fullmatch(access):
+            raise self._error(
+                "invalid_response", "the answer has no usable access_token", status=status
+            )
+        refresh = decoded.get("refresh_token")
+        if refresh is not None and not (isinstance(refresh, str) and _VISIBLE.fullmatch(refresh)):
+            # Unusable as sent; dropping it keeps the stored refresh token (RFC 6749 section 6).
+            logger.warning("the token answer for account %r has an unusable refresh_token", account)
+            decoded = {k: v for k, v in decoded.items() if k != "refresh_token"}
+        token_type = decoded.get("token_type")
+        if token_type is None:
+            token_type = "Bearer"  # noqa: S105 - required by RFC 6749, yet some servers omit it
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise self._error(
+                "unsupported_token_type",
+                f"the server issued a {str(token_type)[:40]!r} token; only Bearer tokens are "
+                "supported (RFC 6750)",
+                status=status,
+                account=account,
+            )
+        lifetime = usable_lifetime(decoded.get("expires_in"))
+        if lifetime is None and "expires_in" not in decoded:
+            # Not RFC 6749, yet seen: an absolute expiry instead of a lifetime.
+            expires_at = decoded.get("expires_at")
+            if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
+                try:
+                    lifetime = usable_lifetime(expires_at - received)
+                except OverflowError:
+                    lifetime = None
+        if lifetime is None:
+            if "expires_in" in decoded:
+                fallback = (
+                    "unknown (refreshed after a 401)"
+                    if self.default_lifetime is None
+                    else f"{self.default_lifetime:g} s"
+                )
+                logger.warning(
+                    "the token answer for account %r has an unusable expires_in (%s); "
+                    "its lifetime is taken as %s",
+                    account,
+                    _describe_type(decoded["expires_in"]),
+                    fallback,
+                )
+            decoded = {k: v for k, v in decoded.items() if k != "expires_in"}
+        else:
+            decoded = {**decoded, "expires_in": lifetime}
+        decoded.pop("expires_at", None)
+        decoded["token_type"] = "Bearer"  # noqa: S105 - a token type, not a password
+        return Token.from_response(decoded, now=received, default_lifetime=self.default_lifetime)
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
