@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -45,14 +46,16 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
         ) as client,
     ):
         refreshed_at: list[float] = []
-        request_token = oauth._token_request
 
-        async def timed_token_request(grant_type: str, **params: str) -> object:
-            token = await request_token(grant_type, **params)
-            refreshed_at.append(time.time() - args.start_at)
-            return token
+        class RefreshTimes(logging.Handler):
+            # The library logs each refresh it makes at INFO.
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("refreshed the token"):
+                    refreshed_at.append(time.time() - args.start_at)
 
-        oauth._token_request = timed_token_request  # type: ignore[method-assign,assignment]
+        oauth_logger = logging.getLogger("wiser_async.oauth")
+        oauth_logger.setLevel(logging.INFO)
+        oauth_logger.addHandler(RefreshTimes())
         await anyio.sleep(max(0.0, args.start_at - time.time()))
         # Absolute, so that a worker slow to start does not stretch the storm.
         deadline = args.start_at + args.duration
@@ -72,8 +75,7 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
             for _ in range(args.coroutines):
                 tg.start_soon(call_repeatedly)
         refreshes = oauth.token_requests.get("refresh_token", 0)
-    if isinstance(store, RedisTokenStore):
-        await store.aclose()
+    await store.aclose()
     return {
         "ok": ok,
         "failures": dict(failures),

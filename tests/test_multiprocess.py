@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import anyio
 import pytest
 
 from tests import crash_writer
-from tests.support import free_port, make_client, make_oauth
+from tests.support import free_port, make_client, make_oauth, start_redis
 from token_stores import (
     CorruptTokenData,
     FileTokenStore,
@@ -245,36 +244,6 @@ def test_lock_of_a_killed_process_is_free_at_once(tmp_path: Path) -> None:
             holder.stdout.close()
 
 
-def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(directory),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return server
-        except OSError:
-            time.sleep(0.05)
-    server.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 @pytest.mark.asyncio_only
 @pytest.mark.timeout(60)
 async def test_redis_restart_fails_calls_with_a_store_error_then_recovers_without_losing_tokens(
@@ -313,6 +282,6 @@ async def test_redis_restart_fails_calls_with_a_store_error_then_recovers_withou
                 assert await client.locations.list()  # and refreshes go on
             assert sandbox.stats.token_errors == {}
     finally:
-        await store.aclose()  # type: ignore[attr-defined]
+        await store.aclose()
         server.kill()
         server.wait(5)
