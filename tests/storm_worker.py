@@ -68,7 +68,7 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
                     await client.locations.page(limit=1)
                     ok += 1
                 except Exception as exc:  # noqa: BLE001 - counted and reported by name
-                    failures[type(exc).__name__] += 1
+                    failures[f"{type(exc).__name__}: {exc}"] += 1
                 await anyio.sleep(random.uniform(0.1, 0.3))
 
         async with anyio.create_task_group() as tg:

@@ -171,6 +171,9 @@ class TokenEndpoint:
                 assert self._client_secret is not None  # noqa: S101 - checked in __init__
                 form["client_secret"] = self._client_secret
         context = request_secrets.set((self._secrets, account))
+        # Lifetimes count from before the request left: the server's clock
+        # started then at the latest, so the token never outlives its own view.
+        sent = time.time()
         try:
             response = await self._http.post(
                 self.url,
@@ -194,7 +197,6 @@ class TokenEndpoint:
             ) from None
         finally:
             request_secrets.reset(context)
-        received = time.time()
         status = response.status_code
         if len(body) > _MAX_ANSWER_BYTES:
             raise self._error(
@@ -205,7 +207,7 @@ class TokenEndpoint:
             )
         decoded = _decode(body)
         if 200 <= status < 300:
-            return self._token(decoded, status, received, account)
+            return self._token(decoded, status, sent, account)
         if 300 <= status < 400:
             raise self._error(
                 "invalid_response",
@@ -235,7 +237,7 @@ class TokenEndpoint:
             retry_after=retry_after,
         )
 
-    def _token(self, decoded: Any, status: int, received: float, account: str) -> Token:
+    def _token(self, decoded: Any, status: int, sent: float, account: str) -> Token:
         if not isinstance(decoded, dict):
             raise self._error("invalid_response", "the answer is not a JSON object", status=status)
         access = decoded.get("access_token")
@@ -265,7 +267,7 @@ class TokenEndpoint:
             expires_at = decoded.get("expires_at")
             if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
                 try:
-                    lifetime = usable_lifetime(expires_at - received)
+                    lifetime = usable_lifetime(expires_at - sent)
                 except OverflowError:
                     lifetime = None
         if lifetime is None:
@@ -287,7 +289,7 @@ class TokenEndpoint:
             decoded = {**decoded, "expires_in": lifetime}
         decoded.pop("expires_at", None)
         decoded["token_type"] = "Bearer"  # noqa: S105 - a token type, not a password
-        return Token.from_response(decoded, now=received, default_lifetime=self.default_lifetime)
+        return Token.from_response(decoded, now=sent, default_lifetime=self.default_lifetime)
 
 
 def _decode(body: bytes) -> Any:
