@@ -115,13 +115,17 @@ async def test_a_file_of_a_newer_format_is_reported_as_such_and_left_untouched(
     content = json.dumps({"format": 2, "key": "acme", "sealed": "..."}).encode()
     path.write_bytes(content)
     path.chmod(0o600)
-    with pytest.raises(UnsupportedTokenFormat, match=r"newer version.*format 2.*upgrade") as caught:
+    with pytest.raises(
+        UnsupportedTokenFormat, match=r"newer version.*format 2.*upgrade.*untouched"
+    ) as caught:
         await store.load("acme")
     assert "delete" not in str(caught.value)
     with pytest.raises(UnsupportedTokenFormat):
         await store.save("acme", make_token())
     with pytest.raises(UnsupportedTokenFormat):
         await store.compare_and_set("acme", None, make_token())
+    with pytest.raises(UnsupportedTokenFormat):
+        await store.keys()
     assert path.read_bytes() == content
     # Truly malformed files stay corrupt: a format that is no integer, or no
     # envelope of this store (which names its account).

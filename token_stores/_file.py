@@ -142,11 +142,14 @@ class FileTokenStore:
     @asynccontextmanager
     async def _flock(self, path: Path, key: str, timeout: float) -> AsyncIterator[None]:
         try:
-            # No symlink followed: one planted there must not make us create files elsewhere.
+            # No symlink followed: one planted there must not make us create or
+            # lock a file elsewhere. No terminal planted there becomes ours either.
             flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
             fd = os.open(path, flags, 0o600)
         except OSError as exc:
-            reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            # O_NOFOLLOW fails with ELOOP on Linux and macOS, EMLINK on FreeBSD.
+            symlink = exc.errno in (errno.ELOOP, errno.EMLINK)
+            reason = "it is a symbolic link, not followed" if symlink else exc.strerror
             raise StoreUnavailable(f"cannot open lock file {path}: {reason}") from None
         try:
             deadline = anyio.current_time() + timeout
@@ -220,7 +223,7 @@ class FileTokenStore:
                 raise UnsupportedTokenFormat(
                     f"{path} was written by a newer version of this store (format {version}; "
                     f"this one reads format {_FORMAT}): upgrade to read it; the file is left "
-                    "as it is"
+                    "untouched"
                 )
         if (
             not isinstance(envelope, dict)

@@ -127,6 +127,9 @@ class RedisTokenStore:
     - **Durability** is Redis's: run it with AOF (``appendonly yes``) if a
       restart must not lose tokens.
     - **Encrypted at rest** when given an `Encryption`; optional **TTL**.
+    - **Another program's key** (another Redis type) where an account's token
+      hash belongs is that account's `CorruptTokenData`, never written over;
+      `keys` skips it, and an account name that is not UTF-8, with a warning.
 
     - **Changes reach other processes:** every write and delete is published
       on ``{prefix}:changes``; `change_marker` reads those messages from a
@@ -302,7 +305,15 @@ class RedisTokenStore:
     # -- the protocol ------------------------------------------------------------
 
     async def load(self, key: str) -> Token | None:
-        """The token of `key`, or None."""
+        """The token of `key`, or None.
+
+        Raises:
+            CorruptTokenData: the token key holds another Redis type (named),
+                or data that is no token. `save` and `compare_and_set` raise
+                it too, and write nothing there.
+            StoreUnavailable: Redis cannot serve now.
+            ValueError: `key` is not valid Unicode text (a lone surrogate).
+        """
         token_key, _ = self._keys(key)
         data, encrypted = await self._call(
             lambda: self._redis.hmget(token_key, ["data", "enc"]), token_key
