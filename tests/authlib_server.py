@@ -3,14 +3,15 @@
 A documented test helper. The sandbox plays the API and its OAuth server, but
 it was written by the same hands as the client, so a misunderstanding shared
 by both passes unnoticed. Here authlib's server side does the OAuth work:
-client authentication (``client_secret_basic`` and ``client_secret_post``),
-the authorization-code grant with PKCE S256 required, the refresh grant with
-its scope check. This module only stores what the grants hand it, serves
-them over loopback HTTP with uvicorn, and adds what a strict production
-server does beyond the RFC's musts: refresh-token rotation with reuse
-detection that revokes the whole grant, revocation on code reuse, a granted
-scope narrower than asked, and ``iss`` in the authorization response
-(RFC 9207). Knobs inject the odd answers a client must survive.
+client authentication (``client_secret_basic`` decoding included), the
+authorization-code grant with PKCE, the refresh grant with its scope check,
+the bearer-token check of the API (RFC 6750) and ``iss`` in authorization
+responses (RFC 9207). This module stores what the grants hand it, serves them
+over loopback HTTP with uvicorn, and adds what a strict production server does
+beyond the RFC's musts: refresh-token rotation with reuse detection that
+revokes the whole grant, revocation on code reuse, PKCE S256 for every client
+and a granted scope narrower than asked. Knobs inject the odd answers a client
+must survive.
 
     server = AuthlibServer()
     with server.serve_in_thread() as urls:
@@ -19,39 +20,41 @@ scope narrower than asked, and ``iss`` in the authorization response
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import secrets
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-import anyio
 import attrs
-from authlib.oauth2 import rfc6749, rfc7636
+import uvicorn
+from authlib.oauth2 import rfc6749, rfc6750, rfc7636, rfc9207
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 
-__all__ = ["AuthlibServer", "AuthlibUrls"]
+__all__ = ["NORMAL", "AuthlibServer", "AuthlibUrls"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Answer = tuple[int, bytes, list[tuple[str, str]]]
+_JSON_HEADERS = [("Content-Type", "application/json")]
 
-_NORMAL: Any = object()
-# authlib refuses plain-HTTP URIs; the requests it sees are given this origin.
-_ORIGIN = "https://indie.test"
+
+NORMAL: Final[object] = object()
+"""The ``expires_in`` knob's default: token answers advertise the real lifetime."""
 
 
 @attrs.frozen
 class AuthlibUrls:
-    """Where an `AuthlibServer` answers."""
+    """Where an `AuthlibServer` answers (``api_base_url`` is ``origin + "/api"``)."""
 
     origin: str
     authorize_url: str
@@ -60,9 +63,12 @@ class AuthlibUrls:
     issuer: str | None
 
 
+# -- storage: what authlib's grants hand over and query -------------------------------
+
+
 @attrs.define(eq=False)
 class _Family:
-    """Every token descending from one authorization: revoked together."""
+    """Every token descending from one authorization, revoked together."""
 
     user: str
     scope: str
@@ -71,9 +77,8 @@ class _Family:
 
 @attrs.define(eq=False)
 class _Token(rfc6749.TokenMixin):
-    access_token: str
-    refresh_token: str | None
-    scope: str
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str | None = attrs.field(repr=False)
     expires_at: float
     family: _Family
     client_id: str
@@ -83,10 +88,9 @@ class _Token(rfc6749.TokenMixin):
         return bool(client.get_client_id() == self.client_id)
 
     def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return int(self.expires_at - time.time())
+        # authlib gives a refresh without `scope` the presented token's scope; RFC 6749
+        # section 6 says the scope originally granted, which outlives any narrowing.
+        return self.family.scope
 
     def is_expired(self) -> bool:
         return time.time() >= self.expires_at
@@ -94,13 +98,10 @@ class _Token(rfc6749.TokenMixin):
     def is_revoked(self) -> bool:
         return self.family.revoked
 
-    def get_user(self) -> str:
-        return self.family.user
-
 
 @attrs.define(eq=False)
 class _Code(rfc6749.AuthorizationCodeMixin):
-    code: str
+    code: str = attrs.field(repr=False)
     client_id: str
     redirect_uri: str
     scope: str
@@ -108,8 +109,7 @@ class _Code(rfc6749.AuthorizationCodeMixin):
     code_challenge: str
     code_challenge_method: str
     expires_at: float
-    used: bool = False
-    family: _Family | None = None
+    family: _Family | None = None  # set by the first exchange; kept to spot a replay
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -121,29 +121,36 @@ class _Code(rfc6749.AuthorizationCodeMixin):
 @attrs.define(eq=False)
 class _Client(rfc6749.ClientMixin):
     client_id: str
-    client_secret: str
-    methods: tuple[str, ...]
-    granted: frozenset[str]
+    client_secret: str = attrs.field(repr=False)  # authlib logs clients with %r
+    auth_methods: tuple[str, ...]
+    granted: tuple[str, ...]
+    redirect_uris: tuple[str, ...] | None
 
     def get_client_id(self) -> str:
         return self.client_id
 
-    def get_default_redirect_uri(self) -> None:  # type: ignore[override] # no default: None
-        return None
+    def get_default_redirect_uri(self) -> str:
+        return ""  # none registered: every authorization request must name one
 
-    def get_allowed_scope(self, scope: Any) -> str:
-        asked = rfc6749.util.scope_to_list(scope) or sorted(self.granted)
-        return " ".join(name for name in asked if name in self.granted)
+    def get_allowed_scope(self, scope: Collection[str] | str) -> str:
+        if not scope:
+            return " ".join(self.granted)  # RFC 6749 3.3: the pre-defined default
+        allowed = [name for name in scope_to_list(scope) if name in self.granted]
+        if not allowed:
+            raise rfc6749.InvalidScopeError()
+        return " ".join(allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        parts = urlsplit(redirect_uri)
-        return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+        if self.redirect_uris is not None:
+            return redirect_uri in self.redirect_uris
+        parts = urlsplit(redirect_uri)  # RFC 8252 7.3: any port of the loopback address
+        return parts.scheme == "http" and parts.hostname == "127.0.0.1"
 
     def check_client_secret(self, client_secret: str) -> bool:
         return hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in self.methods
+        return method in self.auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
@@ -152,41 +159,257 @@ class _Client(rfc6749.ClientMixin):
         return grant_type in ("authorization_code", "refresh_token")
 
 
+# -- the framework side authlib leaves to an integration ------------------------------
+
+
+class _Payload(rfc6749.OAuth2Payload):
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for name, value in pairs:
+            self._datalist[name].append(value)
+        # Every value kept: authlib refuses repeated authorization parameters.
+        self._data = {name: values[0] for name, values in self._datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:
+        return self._datalist
+
+
 class _Request(rfc6749.OAuth2Request):
-    def __init__(self, method: str, path: str, query: str, form: dict[str, str], headers: Any):
-        super().__init__(method, f"{_ORIGIN}{path}?{query}", headers=headers)
-        self._args = dict(parse_qsl(query, keep_blank_values=True))
-        self._form = form
-        self.payload = rfc6749.requests.BasicOAuth2Payload({**self._args, **form})
+    """An ASGI request as authlib reads it: the query (GET) or the form body (POST)."""
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        host, port = scope["server"]
+        query = bytes(scope["query_string"]).decode("latin-1")
+        # authlib looks up "Authorization" exactly: title-case the names.
+        self.header_map = {
+            bytes(k).decode("latin-1").title(): bytes(v).decode("latin-1")
+            for k, v in scope["headers"]
+        }
+        # authlib accepts plain http on loopback (RFC 8252), which is all this serves.
+        super().__init__(
+            scope["method"], f"http://{host}:{port}{scope['path']}?{query}", headers=self.header_map
+        )
+        self.query_pairs = parse_qsl(query, keep_blank_values=True)
+        self.form_pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        self.params = _Payload(self.form_pairs if scope["method"] == "POST" else self.query_pairs)
+        self.payload = self.params
 
     @property
     def args(self) -> dict[str, str | None]:
-        return dict(self._args)
+        return dict(self.query_pairs)
 
     @property
     def form(self) -> dict[str, str]:
-        return self._form
+        return dict(self.form_pairs)
+
+
+@attrs.define
+class _Answer:
+    """What `handle_response` builds; authlib's RFC 9207 hook edits its ``location``."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    data: Any = attrs.field(default=None, repr=False)  # JSON; may hold tokens
+    location: str | None = None
+    raw_expires_in: str | None = None
+
+    def http_headers(self) -> list[tuple[str, str]]:
+        return self.headers + ([("Location", self.location)] if self.location else [])
+
+    def body(self) -> bytes:
+        if self.data is None:
+            return b""
+        text = json.dumps(self.data)
+        if self.raw_expires_in is not None:  # such as 1e400, which json.dumps cannot write
+            text = f'{text[:-1]}{", " if self.data else ""}"expires_in": {self.raw_expires_in}}}'
+        return text.encode()
+
+
+def _answer(value: object) -> _Answer:
+    # The stubs type authlib's responses as tuples; they are what handle_response made.
+    assert isinstance(value, _Answer)
+    return value
+
+
+class _Tokens(dict[str, Any]):
+    """A token answer; authlib logs it with %r at debug level."""
+
+    def __repr__(self) -> str:
+        return f"<token answer: {sorted(self)}>"
+
+
+class _Generator(rfc6750.BearerTokenGenerator):
+    def generate(self, *args: Any, **kwargs: Any) -> dict[str, str | int]:
+        return _Tokens(super().generate(*args, **kwargs))
+
+
+class _Server(rfc6749.AuthorizationServer):
+    def __init__(self, owner: AuthlibServer) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def query_client(self, client_id: str) -> _Client | None:  # type: ignore[override]  # stubs forget None
+        return self.owner._client if client_id == self.owner.client_id else None
+
+    def save_token(self, token: dict[str, Any], request: rfc6749.OAuth2Request) -> None:
+        if request.refresh_token is not None:
+            family = request.refresh_token.family
+        else:
+            code = request.authorization_code
+            assert isinstance(code, _Code)
+            family = code.family = _Family(user=code.user, scope=code.scope)
+        self.owner._keep(token, family, self.owner.access_token_lifetime)
+
+    def create_oauth2_request(self, request: _Request) -> _Request:
+        return request  # the ASGI app built it already
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> _Answer:
+        location = dict(headers).pop("Location", None)
+        other = [(k, v) for k, v in headers if k != "Location"]
+        return _Answer(status, other, dict(body) if isinstance(body, dict) else None, location)
+
+    def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
+        pass  # no listeners: the base class raises
+
+
+class _RequireS256(rfc7636.CodeChallenge):
+    """PKCE S256 for every client: ``required=True`` alone binds only public clients."""
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge") or data.get("code_challenge_method") != "S256":
+            raise rfc6749.InvalidRequestError("PKCE with code_challenge_method S256 is required")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class _CodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+    def save_authorization_code(self, code: str, request: rfc6749.OAuth2Request) -> None:
+        assert isinstance(request, _Request)
+        owner: AuthlibServer = self.server.owner
+        owner._codes[code] = _Code(
+            code=code,
+            client_id=owner.client_id,
+            redirect_uri=request.params.data["redirect_uri"],
+            scope=request.scope,  # authlib's resolved scope: what get_allowed_scope granted
+            user=str(request.user),
+            code_challenge=request.params.data["code_challenge"],
+            code_challenge_method=request.params.data["code_challenge_method"],
+            expires_at=time.time() + 600,  # RFC 6749 4.1.2: ten minutes at most
+        )
+
+    def query_authorization_code(self, code: str, client: rfc6749.ClientMixin) -> _Code | None:
+        owner: AuthlibServer = self.server.owner
+        found = owner._codes.get(code)
+        if found is None or found.client_id != client.get_client_id():
+            return None
+        if found.family is not None:
+            # RFC 6749 4.1.2: a code used twice may be stolen; revoke what it issued.
+            owner.code_reuse_detected += 1
+            found.family.revoked = True
+            return None
+        return None if time.time() >= found.expires_at else found
+
+    def delete_authorization_code(self, authorization_code: _Code) -> None:
+        pass  # kept, with its family, to recognize a replay
+
+    def authenticate_user(self, authorization_code: _Code) -> str:
+        return authorization_code.user
+
+
+class _RefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
+
+    # authlib checks neither expiry nor revocation here; the lookup must.
+    def authenticate_refresh_token(self, refresh_token: str) -> _Token | None:  # type: ignore[override]  # stubs forget None
+        owner: AuthlibServer = self.server.owner
+        found = owner._refresh.get(refresh_token)
+        if found is None or found.is_revoked():
+            return None
+        if found.rotated:
+            # A rotated-away refresh token came back: someone holds a copy.
+            owner.reuse_detected += 1
+            found.family.revoked = True
+            return None
+        return found
+
+    def authenticate_user(self, refresh_token: _Token) -> str:
+        return refresh_token.family.user
+
+    def revoke_old_credential(self, refresh_token: rfc6749.TokenMixin) -> None:
+        assert isinstance(refresh_token, _Token)
+        refresh_token.rotated = True
+
+
+class _Issuer(rfc9207.IssuerParameter):
+    def __init__(self, owner: AuthlibServer) -> None:
+        self.owner = owner
+
+    def get_issuer(self) -> str | None:
+        return self.owner.issuer
+
+
+class _Validator(rfc6750.BearerTokenValidator):
+    def __init__(self, owner: AuthlibServer) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def authenticate_token(self, token_string: str) -> _Token | None:
+        return self.owner._access.get(token_string)
+
+
+class _DroppedAnswer(Exception):
+    """Raised in the app to cut an answer short: uvicorn then closes the connection."""
+
+
+class _HideDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _DroppedAnswer))
+
+
+_HIDE_DROPS = _HideDrops()
 
 
 class AuthlibServer:
     """An RFC 6749 / 7636 authorization server built on authlib, with a tiny protected API.
 
-    Args:
-        client_id: The registered client.
-        client_secret: Its secret; by default one that only survives
-            client_secret_basic when form-urlencoded first (RFC 6749 2.3.1).
-        auth_methods: Client authentication methods accepted.
-        granted_scope: What a grant may hold: the requested scopes among these
-            (a server granting less than asked).
-        access_token_lifetime: Seconds an access token lives (server side).
-        issuer: When set, authorization responses carry it as ``iss``.
+    Routes: ``GET /authorize`` (consents at once, as ``login_hint`` or
+    ``"default"``), ``POST /token`` and ``GET /api/locations``.
 
-    Knobs (attributes, read by the next request): ``expires_in`` (a JSON value
-    advertised instead of the real lifetime), ``raw_expires_in`` (JSON text
-    put verbatim, such as ``1e400``), ``token_type``, ``echo_secrets`` (error
-    answers quote what the client sent), ``answer_delay`` (seconds between
-    acting on a token request and answering), ``drop_answers`` (how many of
-    the next token answers to drop after acting), ``consent``.
+    Args:
+        client_id: The one registered client.
+        client_secret: Its secret; by default one that only survives
+            ``client_secret_basic`` when encoded first (RFC 6749 2.3.1).
+        auth_methods: Client authentication methods the token endpoint accepts.
+        granted_scope: What a grant may hold: the requested scopes among these.
+        access_token_lifetime: Seconds an access token lives, whatever is advertised.
+        issuer: When set, authorization responses carry it as ``iss`` (RFC 9207).
+        redirect_uris: The redirect URIs allowed; by default any
+            ``http://127.0.0.1:<port>/...``.
+
+    Knobs (attributes read by the next request; `clear_faults` restores them):
+        expires_in: `NORMAL`, or any JSON value token answers advertise instead.
+        raw_expires_in: JSON text put verbatim as ``expires_in`` (such as ``1e400``).
+        token_type: Replaces ``token_type`` in token answers.
+        echo_secrets: Error answers quote what the client sent: the token
+            endpoint's ``error_description`` (refresh token, code, verifier,
+            secret) and the API's 401 message (the bearer token).
+        answer_delay: Seconds between processing a token request (tokens
+            minted, rotated) and answering it.
+        drop_answers: How many of the next token answers to cut short after
+            processing (``True`` counts as one): the client sees a protocol error.
+        consent: ``"approve"``, or ``"deny"`` to redirect with ``access_denied``.
+
+    Counters (`reset_counters` zeroes them): ``token_requests`` by grant type,
+    ``token_errors`` by error code, ``reuse_detected`` (rotated-away refresh
+    tokens presented), ``code_reuse_detected``.
     """
 
     def __init__(
@@ -194,212 +417,133 @@ class AuthlibServer:
         *,
         client_id: str = "indie-client",
         client_secret: str = "s3cr+t/%2B:with space",  # noqa: S107 - a test server's
-        auth_methods: tuple[str, ...] = ("client_secret_basic", "client_secret_post"),
+        auth_methods: Collection[str] = ("client_secret_basic", "client_secret_post"),
         granted_scope: str = "read",
         access_token_lifetime: float = 3600.0,
         issuer: str | None = "https://indie.test/",
+        redirect_uris: Collection[str] | None = None,
     ) -> None:
-        self.client = _Client(
-            client_id, client_secret, auth_methods, frozenset(granted_scope.split())
+        self._client = _Client(
+            client_id,
+            client_secret,
+            tuple(auth_methods),
+            tuple(granted_scope.split()),
+            None if redirect_uris is None else tuple(redirect_uris),
         )
         self.access_token_lifetime = access_token_lifetime
         self.issuer = issuer
+        # The app runs on uvicorn's thread, the helpers on the tests': all state under one lock.
         self._lock = threading.Lock()
         self._codes: dict[str, _Code] = {}
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
-        self._server = self._make_server()
-        self.reset()
-
-    @property
-    def client_id(self) -> str:
-        return str(self.client.client_id)
-
-    @property
-    def client_secret(self) -> str:
-        return str(self.client.client_secret)
-
-    def __repr__(self) -> str:
-        return f"AuthlibServer(client_id={self.client_id!r})"
-
-    def reset(self) -> None:
-        """Knobs back to normal, counters to zero (grants stay)."""
-        self.clear_faults()
-        self.token_requests: Counter[str] = Counter()
-        self.token_errors: Counter[str] = Counter()
-        self.reuse_detected = 0
-        self.code_reuse_detected = 0
-
-    def clear_faults(self) -> None:
-        """Knobs back to normal; counters and grants stay."""
-        self.expires_in: Any = _NORMAL
-        self.raw_expires_in: str | None = None
-        self.token_type: str | None = None
-        self.echo_secrets = False
-        self.answer_delay = 0.0
-        self.drop_answers = 0
-        self.consent = "approve"
-
-    # -- authlib's server, given storage ---------------------------------------------
-
-    def _make_server(self) -> Any:  # authlib's own calls are loosely typed
-        owner = self
-
-        class Server(rfc6749.AuthorizationServer):
-            def query_client(self, client_id: str) -> Any:
-                return owner.client if client_id == owner.client.client_id else None
-
-            def save_token(self, token: dict[str, Any], request: Any) -> None:
-                owner._save_token(token, request)
-
-            def create_oauth2_request(self, request: _Request) -> _Request:
-                return request  # built by the ASGI app already
-
-            def handle_response(self, status: int, body: Any, headers: Any) -> Answer:
-                data = json.dumps(body).encode() if isinstance(body, dict) else str(body).encode()
-                return status, data, [(str(k), str(v)) for k, v in headers]
-
-            def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
-                pass
-
-        class CodeGrant(grants.AuthorizationCodeGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
-
-            def save_authorization_code(self, code: str, request: Any) -> None:
-                data = request.payload.data
-                owner._codes[code] = _Code(
-                    code=code,
-                    client_id=request.client.client_id,
-                    redirect_uri=request.payload.redirect_uri,
-                    scope=request.client.get_allowed_scope(request.payload.scope),
-                    user=str(request.user),
-                    code_challenge=data.get("code_challenge", ""),
-                    code_challenge_method=data.get("code_challenge_method", ""),
-                    expires_at=time.time() + 600,
-                )
-
-            def query_authorization_code(self, code: str, client: Any) -> _Code | None:
-                found = owner._codes.get(code)
-                if found is None or found.client_id != client.client_id:
-                    return None
-                if found.used:
-                    # RFC 6749 4.1.2: a code used twice may be stolen; revoke what it issued.
-                    owner.code_reuse_detected += 1
-                    if found.family is not None:
-                        found.family.revoked = True
-                    return None
-                return None if time.time() >= found.expires_at else found
-
-            def delete_authorization_code(self, authorization_code: _Code) -> None:
-                authorization_code.used = True  # kept, to recognize a replay
-
-            def authenticate_user(self, authorization_code: _Code) -> str:
-                return authorization_code.user
-
-        class RefreshGrant(grants.RefreshTokenGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
-            INCLUDE_NEW_REFRESH_TOKEN = True
-
-            def authenticate_refresh_token(self, refresh_token: str) -> Any:
-                found = owner._refresh.get(refresh_token)
-                if found is None or found.family.revoked:
-                    return None
-                if found.rotated:
-                    # A rotated-away refresh token came back: someone holds a copy.
-                    owner.reuse_detected += 1
-                    found.family.revoked = True
-                    return None
-                return found
-
-            def authenticate_user(self, token: _Token) -> str:
-                return token.family.user
-
-            def revoke_old_credential(self, token: Any) -> None:
-                token.rotated = True
-
-        server = Server()
-        server.register_token_generator(
+        self._server = _Server(self)
+        self._server.register_token_generator(
             "default",
-            BearerTokenGenerator(
+            _Generator(
                 access_token_generator=lambda **_: secrets.token_urlsafe(32),
                 refresh_token_generator=lambda **_: secrets.token_urlsafe(32),
                 expires_generator=lambda client, grant_type: int(self.access_token_lifetime),
             ),
         )
-        server.register_grant(CodeGrant, [rfc7636.CodeChallenge(required=True)])
-        server.register_grant(RefreshGrant)
-        return server
+        self._server.register_grant(_CodeGrant, [_RequireS256(required=True)])
+        self._server.register_grant(_RefreshGrant)
+        self._issuer = _Issuer(self)
+        self._server.register_extension(self._issuer)
+        self._protector = rfc6749.ResourceProtector()
+        self._protector.register_token_validator(_Validator(self))
+        self.reset()
 
-    def _save_token(self, token: dict[str, Any], request: Any) -> None:
-        if request.refresh_token is not None:  # a refresh: the same family
-            family = request.refresh_token.family
-        else:
-            code = request.authorization_code
-            family = _Family(user=code.user, scope=code.scope)
-            code.family = family
-        record = _Token(
-            access_token=token["access_token"],
-            refresh_token=token.get("refresh_token"),
-            scope=token.get("scope", family.scope),
-            expires_at=time.time() + self.access_token_lifetime,
-            family=family,
-            client_id=request.client.client_id,
-        )
-        self._access[record.access_token] = record
-        if record.refresh_token:
-            self._refresh[record.refresh_token] = record
+    @property
+    def client_id(self) -> str:
+        """The registered client's id."""
+        return self._client.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The registered client's secret."""
+        return self._client.client_secret
+
+    def __repr__(self) -> str:
+        return f"AuthlibServer(client_id={self.client_id!r}, issuer={self.issuer!r})"
+
+    def reset(self) -> None:
+        """Knobs back to normal, counters to zero; grants stay."""
+        self.clear_faults()
+        self.reset_counters()
+
+    def clear_faults(self) -> None:
+        """Knobs back to normal; counters and grants stay."""
+        self.expires_in: object = NORMAL
+        self.raw_expires_in: str | None = None
+        self.token_type: str | None = None
+        self.echo_secrets = False
+        self.answer_delay = 0.0
+        self.drop_answers = 0
+        self.consent: Literal["approve", "deny"] = "approve"
+
+    def reset_counters(self) -> None:
+        """Counters to zero."""
+        with self._lock:
+            self.token_requests: Counter[str] = Counter()
+            self.token_errors: Counter[str] = Counter()
+            self.reuse_detected = 0
+            self.code_reuse_detected = 0
 
     # -- test helpers ------------------------------------------------------------------
 
     def issue_token(
         self, customer: str = "default", lifetime: float | None = None
     ) -> dict[str, Any]:
-        """A grant minted directly, as if the browser flow had happened (RFC 6749 JSON)."""
-        family = _Family(user=customer, scope=" ".join(sorted(self.client.granted)))
+        """A grant minted directly, as if the browser flow had happened: RFC 6749 5.1 JSON.
+
+        Args:
+            customer: The user the grant belongs to.
+            lifetime: Seconds the access token lives (negative: expired already).
+        """
         life = self.access_token_lifetime if lifetime is None else lifetime
-        record = _Token(
-            access_token=secrets.token_urlsafe(32),
-            refresh_token=secrets.token_urlsafe(32),
-            scope=family.scope,
-            expires_at=time.time() + life,
-            family=family,
-            client_id=self.client_id,
-        )
+        scope = " ".join(self._client.granted)
         with self._lock:
-            self._access[record.access_token] = record
-            self._refresh[record.refresh_token] = record  # type: ignore[index]
-        return {
-            "access_token": record.access_token,
-            "token_type": "Bearer",
-            "expires_in": life,
-            "refresh_token": record.refresh_token,
-            "scope": record.scope,
-        }
+            token = self._server.generate_token(
+                "authorization_code", self._client, user=customer, scope=scope
+            )
+            token["expires_in"] = int(life)
+            self._keep(token, _Family(user=customer, scope=scope), life)
+        return dict(token)
 
     def is_live(self, access_token: str) -> bool:
-        """True if `access_token` is accepted by the API now."""
+        """Whether the API accepts `access_token` now."""
         with self._lock:
-            record = self._access.get(access_token)
-            return record is not None and not record.is_revoked() and not record.is_expired()
+            found = self._access.get(access_token)
+            return found is not None and not found.is_revoked() and not found.is_expired()
 
     def current_refresh_token(self, customer: str = "default") -> str | None:
         """The refresh token of `customer`'s newest live grant, if any."""
         with self._lock:
             live = [
-                record
-                for record in self._refresh.values()
-                if record.family.user == customer and not record.rotated and not record.is_revoked()
+                token.refresh_token
+                for token in self._refresh.values()
+                if token.family.user == customer and not token.rotated and not token.is_revoked()
             ]
-            return live[-1].refresh_token if live else None
+        return live[-1] if live else None
+
+    def _keep(self, token: dict[str, Any], family: _Family, lifetime: float) -> None:
+        record = _Token(
+            access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"),
+            expires_at=time.time() + lifetime,
+            family=family,
+            client_id=self.client_id,
+        )
+        self._access[record.access_token] = record
+        if record.refresh_token is not None:
+            self._refresh[record.refresh_token] = record
 
     # -- HTTP -------------------------------------------------------------------------
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI 3 application."""
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        """The ASGI 3 application (HTTP only: uvicorn serves it with lifespan off)."""
+        if scope["type"] != "http":
             return
         body = b""
         while True:
@@ -407,98 +551,92 @@ class AuthlibServer:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = scope["query_string"].decode("latin-1")
-        path = scope["path"]
+        request = _Request(scope, body)
+        route = (scope["method"], scope["path"])
         drop = False
-        if path == "/authorize" and scope["method"] == "GET":
-            answer = self._authorize(_Request("GET", path, query, {}, headers))
-        elif path == "/token" and scope["method"] == "POST":
-            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-            answer = self._token(_Request("POST", path, query, form, headers), form, headers)
-            await anyio.sleep(self.answer_delay)  # the grant is processed already
-            with self._lock:
-                drop = self.drop_answers > 0
-                self.drop_answers -= drop
-        elif path == "/api/locations" and scope["method"] == "GET":
-            answer = self._locations(headers.get("Authorization", ""), query)
+        if route == ("GET", "/authorize"):
+            answer = self._authorize(request)
+        elif route == ("POST", "/token"):
+            answer, delay, drop = self._token(request)
+            await asyncio.sleep(delay)  # the grant is processed already
+        elif route == ("GET", "/api/locations"):
+            answer = self._locations(request)
         else:
-            answer = (404, b'{"error": {"code": "not_found", "message": "no such route"}}', [])
-        status, content, extra = answer
-        start = [(b"content-length", str(len(content)).encode())]
-        start += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra]
-        await send({"type": "http.response.start", "status": status, "headers": start})
+            error = {"code": "not_found", "message": "no such route"}
+            answer = _Answer(404, _JSON_HEADERS, {"error": error})
+        content = answer.body()
+        headers = [(b"content-length", str(len(content)).encode())]
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in answer.http_headers()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         if drop:
-            raise ConnectionAbortedError("answer dropped on purpose")
+            raise _DroppedAnswer
         await send({"type": "http.response.body", "body": content})
 
-    def _authorize(self, request: _Request) -> Answer:
+    def _authorize(self, request: _Request) -> _Answer:
         with self._lock:
             try:
-                grant = self._server.get_consent_grant(request)
+                grant = self._server.get_consent_grant(request)  # type: ignore[no-untyped-call]  # stubs: unannotated
             except rfc6749.OAuth2Error as error:
-                return self._server.handle_error_response(request, error)  # type: ignore[no-any-return]
-            user = request.args.get("login_hint") or "default"
-            status, body, headers = self._server.create_authorization_response(
-                request, grant_user=user if self.consent == "approve" else None, grant=grant
+                answer = _answer(self._server.handle_error_response(request, error))
+                # RFC 9207 covers error redirects too; authlib's hook runs on success only.
+                self._issuer.add_issuer_parameter(self._server, answer)
+                return answer
+            user = request.params.data.get("login_hint") or "default"
+            return _answer(
+                self._server.create_authorization_response(
+                    request, grant_user=user if self.consent == "approve" else None, grant=grant
+                )
             )
-        if self.issuer is not None:  # RFC 9207: every authorization response names its issuer
-            headers = [
-                (k, f"{v}&{urlencode({'iss': self.issuer})}" if k.lower() == "location" else v)
-                for k, v in headers
-            ]
-        return status, body, headers
 
-    def _token(self, request: _Request, form: dict[str, str], headers: dict[str, str]) -> Answer:
+    def _token(self, request: _Request) -> tuple[_Answer, float, bool]:
         with self._lock:
-            status, body, extra = self._server.create_token_response(request)
-        grant_type = form.get("grant_type", "(none)")
-        self.token_requests[grant_type] += 1
-        decoded = json.loads(body)
-        if status >= 400:
-            self.token_errors[decoded.get("error", "?")] += 1
-            if self.echo_secrets:
-                sent = [form.get(name) for name in ("refresh_token", "code", "code_verifier")]
-                sent += [form.get("client_secret"), headers.get("Authorization")]
-                decoded["error_description"] = f"you sent {[s for s in sent if s]}"
-        else:
-            if self.token_type is not None:
-                decoded["token_type"] = self.token_type
-            if self.expires_in is not _NORMAL:
-                decoded["expires_in"] = self.expires_in
-            if self.raw_expires_in is not None:
-                decoded["expires_in"] = "@raw@"
-        content = json.dumps(decoded).encode()
-        if status < 400 and self.raw_expires_in is not None:
-            content = content.replace(b'"@raw@"', self.raw_expires_in.encode())
-        return status, content, [*extra, ("Content-Type", "application/json")]
+            answer = _answer(self._server.create_token_response(request))
+            self.token_requests[request.params.data.get("grant_type", "(none)")] += 1
+            if answer.status >= 400:
+                self.token_errors[answer.data["error"]] += 1
+                if self.echo_secrets:
+                    _, basic_secret = extract_basic_authorization(request.header_map)
+                    names = ("refresh_token", "code", "code_verifier", "client_secret")
+                    sent = [request.form.get(name) for name in names] + [basic_secret]
+                    answer.data["error_description"] = "you sent: " + ", ".join(filter(None, sent))
+            else:
+                if self.token_type is not None:
+                    answer.data["token_type"] = self.token_type
+                if self.raw_expires_in is not None:
+                    answer.data.pop("expires_in", None)
+                    answer.raw_expires_in = self.raw_expires_in
+                elif self.expires_in is not NORMAL:
+                    answer.data["expires_in"] = self.expires_in
+            drop = self.drop_answers > 0
+            self.drop_answers -= drop
+            return answer, self.answer_delay, drop
 
-    def _locations(self, authorization: str, query: str) -> Answer:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not self.is_live(token.strip()):
-            message = "access token missing, expired or revoked"
-            if self.echo_secrets:
-                message += f"; you sent {authorization}"
-            error = {"error": {"code": "invalid_token", "message": message}}
-            return (
-                401,
-                json.dumps(error).encode(),
-                [
-                    ("WWW-Authenticate", 'Bearer error="invalid_token"'),
-                    ("Content-Type", "application/json"),
-                ],
-            )
-        params = dict(parse_qsl(query))
-        offset, limit = int(params.get("offset", 0)), int(params.get("limit", 100))
+    def _locations(self, request: _Request) -> _Answer:
+        with self._lock:
+            try:
+                self._protector.validate_request(None, request)  # type: ignore[no-untyped-call]  # stubs: unannotated
+            except rfc6749.OAuth2Error:
+                # authlib says "missing_authorization" when there is no token (RFC 6750
+                # 3.1 would name no error); this API answers invalid_token to all.
+                error = rfc6750.InvalidTokenError()
+                message = "access token missing, expired or revoked"
+                if self.echo_secrets:
+                    message += f"; you sent {request.header_map.get('Authorization')!r}"
+                body = {"error": {"code": "invalid_token", "message": message}}
+                return _Answer(401, error.get_headers(), body)
+        try:
+            offset = max(0, int(request.params.data.get("offset", 0)))
+            limit = max(1, int(request.params.data.get("limit", 100)))
+        except ValueError:
+            error_body = {"code": "invalid_request", "message": "offset and limit are integers"}
+            return _Answer(400, _JSON_HEADERS, {"error": error_body})
         data = [{"id": "loc-1", "name": "Indie HQ"}][offset : offset + limit]
         page = {"data": data, "meta": {"offset": offset, "limit": limit, "total": 1}}
-        return 200, json.dumps(page).encode(), [("Content-Type", "application/json")]
+        return _Answer(200, _JSON_HEADERS, page)
 
     @contextlib.contextmanager
     def serve_in_thread(self) -> Iterator[AuthlibUrls]:
         """Serve on a free loopback port with uvicorn in a daemon thread, until the block exits."""
-        import uvicorn
-
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -506,18 +644,24 @@ class AuthlibServer:
         config = uvicorn.Config(
             self.app,
             interface="asgi3",
-            lifespan="on",
+            lifespan="off",
             access_log=False,
-            log_config=None,
-            log_level="error",
+            log_config=None,  # a test process keeps its own logging setup
+            log_level="warning",
+            # Keep-alive connections a client left open must not hold up the exit.
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        logging.getLogger("uvicorn.error").addFilter(_HIDE_DROPS)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name=f"authlib {origin}", daemon=True
+        )
         with sock:
             thread.start()
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 10
             while not server.started:
                 if time.monotonic() > deadline or not thread.is_alive():
+                    server.should_exit = True
                     raise RuntimeError("the authlib server did not start")
                 time.sleep(0.01)
             try:
@@ -531,3 +675,6 @@ class AuthlibServer:
             finally:
                 server.should_exit = True
                 thread.join(10)
+                if thread.is_alive():
+                    server.force_exit = True
+                    thread.join(5)
