@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,25 @@ def test_demo_prints_the_flow_and_a_summary() -> None:
     for text in ("PKCE", "code exchanged", "Portfolio", "devices", "144", "Requests:"):
         assert text in result.output
     assert "sandbox-secret" not in result.output.replace("secret sandbox-secret", "")
+
+
+def test_demo_at_debug_level_logs_no_code_token_or_secret() -> None:
+    # A process of its own: logging is configured by the command, as a user runs it.
+    completed = subprocess.run(
+        [sys.executable, "-m", "wiser_async", "-vv", "demo", "--locations", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    logged = completed.stderr
+    assert "DEBUG httpcore2" in logged  # debug logging was on, response headers included
+    assert "code=***" in logged  # the redirect carrying the code was logged, masked
+    assert re.search(r"code=(?!\*\*\*|\.\.\.)", logged) is None
+    assert re.search(r"(access|refresh)_token\W+(?!\*\*\*)[A-Za-z0-9_-]{20,}", logged) is None
+    assert "sandbox-secret" not in logged
 
 
 def test_crawl_of_a_sandbox_to_jsonl_is_complete(tmp_path: Path) -> None:

@@ -192,16 +192,20 @@ async def test_an_unexpired_token_is_used_while_the_store_is_down(
 ) -> None:
     inner = MemoryTokenStore()
     store = FlakyStore(inner)
-    await issue(sandbox, inner, "acct", lifetime=8.0)
-    # A leeway beyond the lifetime's quarter: the token is due for a refresh
-    # at once, yet has 8 s to live.
-    async with make_oauth(urls, store, leeway=60.0) as oauth:
+    # 6 s to live; refreshed from 4.5 s on (a quarter of the lifetime, no jitter).
+    await issue(sandbox, inner, "acct", lifetime=6.0)
+    async with (
+        make_oauth(urls, store, leeway_jitter=0.0) as oauth,
+        make_client(oauth, urls) as client,
+    ):
         token = await oauth.token("acct")
+        assert token.expires_at is not None
+        await anyio.sleep(max(0.0, token.expires_at - 1.4 - time.time()))  # due, not expired
         store.fail_all = True
-        sandbox.reset_stats()
         for _ in range(3):
             assert (await oauth.token("acct")).fingerprint == token.fingerprint
-        assert sandbox.stats.token_requests == {}
+        await client.locations.page(limit=1)
+    assert sandbox.stats.token_requests == {}
 
 
 async def test_store_errors_are_wiser_errors_and_stay_store_errors(
