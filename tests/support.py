@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 
 from token_stores import LockHeld, MemoryTokenStore, StoreUnavailable, Token, TokenStore
 from wiser_async import ApiConfig, AsyncWiserClient, RetryPolicy, WiserOAuth
@@ -59,6 +60,14 @@ async def issue(
         )
     await store.save(account, token)
     return token
+
+
+async def consent(url: str) -> str:
+    """Play the browser on an authorization URL that consents at once; the callback URL."""
+    async with httpx2.AsyncClient() as browser:
+        response = await browser.get(url)
+    assert response.status_code == 302, response.text
+    return str(response.headers["location"])
 
 
 def make_client(

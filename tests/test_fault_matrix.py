@@ -25,11 +25,10 @@ from typing import Any
 
 import anyio
 import attrs
-import httpx2
 import pytest
 
 from tests.authlib_server import AuthlibServer
-from tests.support import FlakyStore, free_port, start_redis, wait_until
+from tests.support import FlakyStore, consent, free_port, start_redis, wait_until
 from token_stores import MemoryTokenStore, RedisTokenStore, Token, TokenStore
 from wiser_async import ApiConfig, AsyncWiserClient, RetryPolicy, WiserOAuth
 from wiser_async.errors import AuthorizationReplayed
@@ -217,8 +216,7 @@ async def test_a_replayed_callback(server: Server) -> None:
     store = MemoryTokenStore()
     async with server.oauth(store) as oauth:
         request = oauth.authorization_request()
-        async with httpx2.AsyncClient() as browser:
-            callback = (await browser.get(request.url)).headers["location"]
+        callback = await consent(request.url)
         first = await oauth.complete_authorization("acct", callback, request)
         with pytest.raises(AuthorizationReplayed):
             await oauth.complete_authorization("acct", callback, request)
@@ -347,8 +345,7 @@ async def test_a_narrower_grant_than_asked_keeps_refreshing(server: Server) -> N
     asked = ["read", "write"] if server.name == "authlib" else ["energy-monitoring:read"]
     async with server.oauth(store, scopes=asked) as oauth:
         request = oauth.authorization_request()
-        async with httpx2.AsyncClient() as browser:
-            callback = (await browser.get(request.url)).headers["location"]
+        callback = await consent(request.url)
         granted = await oauth.complete_authorization("acct", callback, request)
         refreshed = await oauth.refresh("acct")
         assert refreshed.scope == granted.scope

@@ -22,6 +22,7 @@ from tests.support import (
     CLIENT_ID,
     FlakyStore,
     assert_no_secret,
+    consent,
     issue,
     make_client,
     make_oauth,
@@ -40,14 +41,6 @@ from wiser_async.errors import (
     WiserError,
 )
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
-
-
-async def consent(url: str) -> str:
-    """Play the browser: the sandbox consents at once; return the callback URL."""
-    async with httpx2.AsyncClient() as browser:
-        response = await browser.get(url)
-    assert response.status_code == 302, response.text
-    return response.headers["location"]
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from tests.support import (
     CLIENT_SECRET,
     REDIRECT_URI,
     assert_no_secret,
+    consent,
     issue,
     make_client,
     make_oauth,
     secrets_of,
 )
 from token_stores import MemoryTokenStore, Token
-from wiser_async import AuthorizationRequest, WiserOAuth
+from wiser_async import WiserOAuth
 from wiser_async.errors import (
     AuthorizationDenied,
     AuthorizationFailed,
@@ -27,14 +28,6 @@ from wiser_async.errors import (
     TokenEndpointError,
 )
 from wiser_async.sandbox import Sandbox, SandboxUrls
-
-
-async def consent(request: AuthorizationRequest) -> str:
-    """Play the browser: the sandbox consents at once; return the callback URL."""
-    async with httpx2.AsyncClient() as browser:
-        response = await browser.get(request.url)
-    assert response.status_code == 302
-    return response.headers["location"]
 
 
 async def test_authorization_code_flow_stores_a_working_token(
@@ -46,7 +39,7 @@ async def test_authorization_code_flow_stores_a_working_token(
         assert "code_challenge_method=S256" in request.url
         assert f"state={request.state}" in request.url
         assert request.code_verifier not in request.url
-        callback = await consent(request)
+        callback = await consent(request.url)
         assert callback.startswith(REDIRECT_URI)
         token = await oauth.complete_authorization("acme-account", callback, request)
         stored = await store.load("acme-account")
@@ -66,7 +59,7 @@ async def test_state_mismatch_is_rejected_before_any_token_request(
     async with make_oauth(urls) as oauth:
         request = oauth.authorization_request()
         other = oauth.authorization_request()
-        callback = await consent(request)
+        callback = await consent(request.url)
         with pytest.raises(StateMismatch):
             await oauth.complete_authorization("acct", callback, other)
         missing_state = callback.split("&state=")[0].split("?state=")[0]
@@ -80,7 +73,7 @@ async def test_denied_consent_raises_authorization_denied(urls: SandboxUrls) -> 
     with denying.serve_in_thread() as deny_urls:
         async with make_oauth(deny_urls) as oauth:
             request = oauth.authorization_request()
-            callback = await consent(request)
+            callback = await consent(request.url)
             assert "error=access_denied" in callback
             with pytest.raises(AuthorizationDenied, match="denied"):
                 await oauth.complete_authorization("acct", callback, request)
@@ -105,7 +98,7 @@ async def test_other_callback_errors_raise_authorization_failed(urls: SandboxUrl
 async def test_sandbox_rejects_a_wrong_pkce_verifier(sandbox: Sandbox, urls: SandboxUrls) -> None:
     async with make_oauth(urls) as oauth:
         request = oauth.authorization_request()
-        callback = await consent(request)
+        callback = await consent(request.url)
         code = httpx2.URL(callback).params["code"]
         with pytest.raises(TokenEndpointError) as caught:
             await oauth.exchange_code("acct", code, code_verifier="x" * 64)

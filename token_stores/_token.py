@@ -14,7 +14,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._errors import CorruptTokenData
 
-__all__ = ["Token"]
+__all__ = ["MAX_LIFETIME", "Token"]
 
 # Token-response fields that `Token` models; anything else is kept in `extra`.
 _KNOWN = frozenset(
@@ -87,7 +87,7 @@ class Token:
         access = response.get("access_token")
         if not isinstance(access, str) or not access:
             raise ValueError("token response has no access_token")
-        lifetime = _seconds(response.get("expires_in"))
+        lifetime = cls.usable_lifetime(response.get("expires_in"))
         expires_at: float | None
         if lifetime is not None:
             expires_at = issued + lifetime
@@ -107,6 +107,16 @@ class Token:
             scope=scope if isinstance(scope, str) else None,
             extra={k: v for k, v in response.items() if k not in known},
         )
+
+    @staticmethod
+    def usable_lifetime(expires_in: Any) -> float | None:
+        """``expires_in`` as seconds, if it is one a server means; else None.
+
+        A positive number, or a numeric string, of at most a year
+        (`MAX_LIFETIME`). Anything else (``"soon"``, ``[3600]``, ``{}``,
+        ``1e400``, zero, a negative number, a boolean) is None.
+        """
+        return _seconds(expires_in)
 
     @property
     def lifetime(self) -> float | None:

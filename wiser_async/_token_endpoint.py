@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -31,42 +30,19 @@ from .errors import TokenEndpointError
 
 __all__ = [
     "AUTH_METHODS",
-    "MAX_TOKEN_LIFETIME",
     "TokenEndpoint",
     "basic_credentials",
-    "usable_lifetime",
 ]
 
 logger = logging.getLogger("wiser_async.oauth")
 
 AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
-# An ``expires_in`` beyond a year is no lifetime a server means; the default is used instead.
-MAX_TOKEN_LIFETIME: Final = 366 * 24 * 3600.0
 # Token answers are a few hundred bytes (a few kB with a JWT).
 _MAX_ANSWER_BYTES = 256 * 1024
 _EXCERPT = 200
 # RFC 6749 appendix A: tokens are visible ASCII; a token sent in a header must hold no
 # space or control character (RFC 6750 section 2.1).
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
-
-
-def usable_lifetime(value: Any) -> float | None:
-    """``expires_in`` as seconds if it is a positive number (or numeric string) up to a year."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, int):
-        try:
-            value = float(value)
-        except OverflowError:
-            return None
-    if isinstance(value, float) and math.isfinite(value) and 0 < value <= MAX_TOKEN_LIFETIME:
-        return value
-    return None
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -88,7 +64,7 @@ def _describe_type(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int | float):
-        return "a number out of range" if usable_lifetime(value) is None else "a number"
+        return "a number out of range" if Token.usable_lifetime(value) is None else "a number"
     return f"a JSON {type(value).__name__}"
 
 
@@ -111,7 +87,7 @@ class TokenEndpoint:
             raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
         if auth_method != "none" and not client_secret:
             raise ValueError(f"{auth_method} needs a client_secret")
-        if default_lifetime is not None and usable_lifetime(default_lifetime) is None:
+        if default_lifetime is not None and Token.usable_lifetime(default_lifetime) is None:
             raise ValueError("default_token_lifetime must be positive, at most a year (or None)")
         parts = urlsplit(url)
         self.url = url
@@ -261,13 +237,13 @@ class TokenEndpoint:
                 status=status,
                 account=account,
             )
-        lifetime = usable_lifetime(decoded.get("expires_in"))
+        lifetime = Token.usable_lifetime(decoded.get("expires_in"))
         if lifetime is None and "expires_in" not in decoded:
             # Not RFC 6749, yet seen: an absolute expiry instead of a lifetime.
             expires_at = decoded.get("expires_at")
             if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
                 try:
-                    lifetime = usable_lifetime(expires_at - sent)
+                    lifetime = Token.usable_lifetime(expires_at - sent)
                 except OverflowError:
                     lifetime = None
         if lifetime is None:
