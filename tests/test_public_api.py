@@ -29,6 +29,7 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "CrawlStats",
         "DeviceChange",
         "Failure",
+        "JsonlCrawl",
         "LocationTree",
         "Node",
         "RoomTree",

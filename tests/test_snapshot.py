@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,18 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from tests.support import issue, make_client, make_oauth
 from token_stores import MemoryTokenStore
 from wiser_async import (
+    ApiConfig,
     AsyncWiserClient,
+    Failure,
     crawl_to_json,
     crawl_to_jsonl,
     diff_snapshots,
     read_snapshot,
 )
 from wiser_async._snapshot import checkpoint_path
+from wiser_async.errors import CrawlOutputError
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
 from .conftest import SPEC
@@ -33,15 +38,15 @@ TOTAL_NODES = SPEC.locations * (
 
 
 @asynccontextmanager
-async def connected(sandbox: Sandbox, urls: SandboxUrls) -> AsyncIterator[AsyncWiserClient]:
+async def connected(
+    sandbox: Sandbox, urls: SandboxUrls, **options: Any
+) -> AsyncIterator[AsyncWiserClient]:
     store = MemoryTokenStore()
     await issue(sandbox, store, "acct")
     # Two requests at a time: sites finish one after another, so a crawl can
     # be interrupted between them.
-    async with (
-        make_oauth(urls, store) as oauth,
-        make_client(oauth, urls, max_in_flight=2) as client,
-    ):
+    options.setdefault("max_in_flight", 2)
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls, **options) as client:
         yield client
 
 
@@ -58,8 +63,10 @@ async def test_jsonl_holds_every_node_once_with_parents_and_a_complete_mark(
 ) -> None:
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
-        failures, stats = await crawl_to_jsonl(client, output, page_size=5)
+        crawled = await crawl_to_jsonl(client, output, page_size=5)
+    failures, stats = crawled.failures, crawled.run
     assert failures == []
+    assert crawled.complete
     keys = node_keys(output)
     assert len(keys) == TOTAL_NODES
     assert set(keys.values()) == {1}
@@ -77,20 +84,23 @@ async def test_jsonl_holds_every_node_once_with_parents_and_a_complete_mark(
     assert json.loads(marks[-1]) == {"complete": True}
 
 
-async def interrupt(client: AsyncWiserClient, sandbox: Sandbox, output: Path) -> None:
+async def interrupt(
+    client: AsyncWiserClient, sandbox: Sandbox, output: Path, faults: Faults | None = None
+) -> None:
     """Start a crawl and cancel it, as Ctrl-C would, once two sites are written."""
     checkpoint = checkpoint_path(output)
-    sandbox.faults = Faults(latency=0.02)
+    sandbox.faults = attrs.evolve(faults or Faults(), latency=0.02)
     async with anyio.create_task_group() as tg:
         tg.start_soon(functools.partial(crawl_to_jsonl, client, output, page_size=5))
         # Polling a file another task writes: no event to wait on.
-        while not (checkpoint.exists() and checkpoint.read_text().count('"site"') >= 2):  # noqa: ASYNC110
+        while not (checkpoint.exists() and checkpoint.read_text().count('["site"') >= 2):  # noqa: ASYNC110
             await anyio.sleep(0.002)
         tg.cancel_scope.cancel()
-    sandbox.faults = Faults()
+    sandbox.faults = faults or Faults()
     written = node_keys(output)
     assert 0 < len(written) < TOTAL_NODES
-    assert any(kind == "device" for kind, _ in written)
+    if faults is None:  # forbidden sites, first to finish, have no devices
+        assert any(kind == "device" for kind, _ in written)
 
 
 async def test_interrupted_crawl_resumes_to_the_same_set_without_duplicates(
@@ -99,9 +109,9 @@ async def test_interrupted_crawl_resumes_to_the_same_set_without_duplicates(
     reference = tmp_path / "reference.jsonl"
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
-        _, full = await crawl_to_jsonl(client, reference, page_size=5)
+        full = (await crawl_to_jsonl(client, reference, page_size=5)).run
         await interrupt(client, sandbox, output)
-        _, resumed = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+        resumed = (await crawl_to_jsonl(client, output, page_size=5, resume=True)).run
     assert node_keys(output) == node_keys(reference)
     assert resumed.requests < full.requests  # finished sites were not read again
     assert resumed.devices < full.devices  # nor counted
@@ -132,8 +142,9 @@ async def test_resuming_a_complete_crawl_reads_nothing(
         await crawl_to_jsonl(client, output)
         before = output.read_bytes()
         sandbox.reset_stats()
-        failures, _ = await crawl_to_jsonl(client, output, resume=True)
-    assert failures == []
+        crawled = await crawl_to_jsonl(client, output, resume=True)
+    assert crawled.failures == []
+    assert crawled.complete
     assert sandbox.stats.requests == 0
     assert output.read_bytes() == before
 
@@ -144,12 +155,15 @@ async def test_a_deadline_leaves_a_resumable_crawl(
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
         sandbox.faults = Faults(latency=0.05)
-        failures, _ = await crawl_to_jsonl(client, output, page_size=5, deadline=0.3)
-        assert {failure.kind for failure in failures} == {"deadline"}
+        cut = await crawl_to_jsonl(client, output, page_size=5, deadline=0.3)
+        assert {failure.kind for failure in cut.failures} == {"deadline"}
+        assert not cut.finished
+        assert not cut.complete
         assert '"complete"' not in checkpoint_path(output).read_text()
         sandbox.faults = Faults()
-        failures, _ = await crawl_to_jsonl(client, output, page_size=5, resume=True)
-    assert failures == []
+        resumed = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert resumed.failures == []
+    assert resumed.complete
     assert len(node_keys(output)) == TOTAL_NODES
 
 
@@ -161,18 +175,21 @@ async def test_failures_are_written_with_their_unit(
     sandbox.faults = Faults(forbidden=frozenset({site_id}))
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
-        failures, _ = await crawl_to_jsonl(client, output)
+        failures = (await crawl_to_jsonl(client, output)).failures
     written = [record for record in read_snapshot(output) if record["type"] == "failure"]
     assert len(written) == len(failures) == 2
     assert {record["kind"] for record in written} == {"forbidden"}
     assert all(record["site_id"] == site_id for record in written)
 
 
-async def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+async def test_resume_without_a_checkpoint_is_refused(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
     output = tmp_path / "crawl.jsonl"
     output.write_text('{"type":"location"}\n')
-    with pytest.raises(ValueError, match="no checkpoint"):
-        await crawl_to_jsonl(None, output, resume=True)  # type: ignore[arg-type]
+    async with connected(sandbox, urls) as client:
+        with pytest.raises(CrawlOutputError, match="no checkpoint"):
+            await crawl_to_jsonl(client, output, resume=True)
 
 
 async def test_json_document_and_jsonl_hold_the_same_portfolio(
@@ -272,16 +289,116 @@ async def test_parts_lost_to_a_passing_outage_are_read_again_on_resume(
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
         await crawl_to_jsonl(client, reference, page_size=5)
+    # No retries: the failures show.
+    async with connected(sandbox, urls, retry=RetryPolicy(attempts=1)) as client:
         sandbox.faults = Faults(error_rate=0.3, seed=5)
-        client._session.retry = RetryPolicy(attempts=1)  # no retries: failures show
-        failures, _ = await crawl_to_jsonl(client, output, page_size=5)
-        assert failures
-        assert {failure.kind for failure in failures} == {"server_error"}
+        cut = await crawl_to_jsonl(client, output, page_size=5)
+        assert cut.failures
+        assert {failure.kind for failure in cut.failures} == {"server_error"}
+        assert not cut.complete
         assert '"complete"' not in checkpoint_path(output).read_text()
         assert node_keys(output) != node_keys(reference)
         sandbox.faults = Faults()
-        failures, _ = await crawl_to_jsonl(client, output, page_size=5, resume=True)
-    assert failures == []
+        resumed = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert resumed.failures == []
+    assert resumed.complete
     assert node_keys(output) == node_keys(reference)
     # No failure record stays behind for a part that was read in the end.
     assert all(record["type"] != "failure" for record in read_snapshot(output))
+
+
+def failure_keys(failures: list[Failure]) -> set[tuple[str, str, str]]:
+    return {(failure.account, failure.resource, failure.kind) for failure in failures}
+
+
+async def test_a_resume_of_a_finished_output_with_failures_is_not_complete(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    portfolio = sandbox.portfolio_for()
+    site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
+    sandbox.faults = Faults(forbidden=frozenset({site_id}))
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        first = await crawl_to_jsonl(client, output)
+        assert first.finished
+        assert not first.complete
+        sandbox.reset_stats()
+        again = await crawl_to_jsonl(client, output, resume=True)
+    assert sandbox.stats.requests == 0  # nothing left to read...
+    assert not again.complete  # ...and still not all there
+    assert failure_keys(again.failures) == failure_keys(first.failures)
+    assert again.items == first.items
+    assert again.run_failures == []
+
+
+async def test_a_resumed_crawl_reports_the_whole_output_as_an_uninterrupted_one_does(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    portfolio = sandbox.portfolio_for()
+    location_ids = [location["id"] for location in portfolio.locations()]
+    forbidden = {next(portfolio.sites(location_id))["id"] for location_id in location_ids}
+    reference, output = tmp_path / "reference.jsonl", tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        faults = Faults(forbidden=frozenset(forbidden))
+        sandbox.faults = faults
+        whole = await crawl_to_jsonl(client, reference, page_size=5)
+        await interrupt(client, sandbox, output, faults)
+        resumed = await crawl_to_jsonl(client, output, page_size=5, resume=True)
+    assert node_keys(output) == node_keys(reference)
+    assert failure_keys(resumed.failures) == failure_keys(whole.failures)
+    assert resumed.items == whole.items
+    assert (resumed.finished, resumed.complete) == (whole.finished, whole.complete) == (True, False)
+    # This run alone read less than the whole.
+    assert resumed.run.requests < whole.run.requests
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"page_size": 10}, "page_size 5 (now 10)"),
+        ({"devices_by": "room"}, "devices_by 'site' (now 'room')"),
+        ({"accounts": ["acct", "other"]}, "accounts ['acct'] (now ['acct', 'other'])"),
+    ],
+)
+async def test_a_resume_with_other_parameters_is_refused_naming_what_differs(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path, changed: dict[str, Any], named: str
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await interrupt(client, sandbox, output)
+        before = output.read_bytes()
+        options: dict[str, Any] = {"page_size": 5, **changed}
+        with pytest.raises(CrawlOutputError, match=re.escape(named)):
+            await crawl_to_jsonl(client, output, resume=True, **options)
+    assert output.read_bytes() == before  # nothing cut, nothing written
+
+
+async def test_a_resume_against_another_api_is_refused(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await interrupt(client, sandbox, output)
+    store = MemoryTokenStore()
+    async with (
+        make_oauth(urls, store) as oauth,
+        AsyncWiserClient(oauth, "acct", config=ApiConfig(base_url=urls.origin + "/v2")) as other,
+    ):
+        with pytest.raises(CrawlOutputError, match="source"):
+            await crawl_to_jsonl(other, output, resume=True, page_size=5)
+
+
+async def test_a_damaged_checkpoint_is_a_clear_error(
+    sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    output = tmp_path / "crawl.jsonl"
+    async with connected(sandbox, urls) as client:
+        await interrupt(client, sandbox, output)
+        checkpoint = checkpoint_path(output)
+        lines = checkpoint.read_bytes().splitlines(keepends=True)
+        checkpoint.write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]))
+        with pytest.raises(CrawlOutputError, match=r"damaged at line 2"):
+            await crawl_to_jsonl(client, output, resume=True, page_size=5)
+        checkpoint.write_bytes(b'{"unit": ["site", "acct", "s"], "offset": 0}\n')
+        with pytest.raises(CrawlOutputError, match="not written by this version"):
+            await crawl_to_jsonl(client, output, resume=True, page_size=5)

@@ -31,6 +31,7 @@ from ._oauth import AuthorizationRequest, WiserOAuth
 from ._retry import RetryPolicy
 from ._snapshot import (
     DeviceChange,
+    JsonlCrawl,
     SnapshotDiff,
     crawl_to_json,
     crawl_to_jsonl,
@@ -69,6 +70,7 @@ __all__ = [
     "DeviceStatus",
     "DeviceUsage",
     "Failure",
+    "JsonlCrawl",
     "Location",
     "LocationTree",
     "Node",

@@ -457,6 +457,8 @@ class _Engine:
         # leaves its slot to another, waiting; many more only cost switching.
         self.workers = client.max_in_flight + max(4, client.max_in_flight // 4)
         self.counts: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
+        # Items the API said its collections hold (page totals), for progress.
+        self.expected: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
 
     # -- scheduling ---------------------------------------------------------------
 
@@ -509,6 +511,10 @@ class _Engine:
 
     def _more_pages(self, job: _Job, page: Page[Any]) -> None:
         size = page.size
+        # A site's listing, when devices are read by room, repeats the rooms' devices.
+        counted = not (job.collection == "site_devices" and self.devices_by == "room")
+        if job.first and page.total is not None and counted:
+            self.expected[_KIND_OF[job.collection]] += page.total
         if page.total is None:
             # No total: page on until a short page.
             if not page.is_last:
@@ -716,6 +722,15 @@ class Walk:
     def failures(self) -> list[Failure]:
         """What could not be read so far."""
         return self._engine.failures
+
+    @property
+    def expected(self) -> dict[NodeKind, int]:
+        """Items the collections read so far hold, by kind, as their page totals say.
+
+        Grows as the walk finds more collections; a collection without a
+        total adds nothing. With `stats`, what a progress bar needs.
+        """
+        return dict(self._engine.expected)
 
     # Plain iterator classes rather than async generators: a consumer that
     # stops early leaves nothing to finalize.

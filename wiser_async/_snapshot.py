@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +37,13 @@ from ._crawl import (
     DevicesBy,
     Failure,
     Unit,
+    Walk,
     _Batch,
     _FailureEvent,
     _UnitDone,
     open_walk,
 )
+from .errors import CrawlOutputError
 
 if TYPE_CHECKING:
     from ._client import AsyncWiserClient
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DeviceChange",
+    "JsonlCrawl",
     "SnapshotDiff",
     "crawl_to_json",
     "crawl_to_jsonl",
@@ -56,9 +59,11 @@ __all__ = [
     "read_snapshot",
 ]
 
-_COMPLETE = "complete"
+_FINISHED = "complete"  # the mark's name on disk: nothing is left for a resume to read
+_CHECKPOINT_FORMAT = 2
 # Parts left unread for these reasons belong to no finished unit: a resume reads them.
 _INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization"}
+_KINDS = ("location", "site", "room", "device")
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -88,54 +93,130 @@ def _line(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
+@attrs.frozen(kw_only=True)
+class JsonlCrawl:
+    """What a crawl to JSONL did in this run, and what its whole output holds.
+
+    A resumed crawl's output holds what earlier runs wrote as well: `failures`,
+    `items` and `complete` speak of all of it, `run` and `run_failures` of
+    this run only.
+
+    Attributes:
+        output: The JSONL file.
+        run: What this run did (requests, items read, duration).
+        run_failures: Every failure this run met, those a resume reads again included.
+        failures: What the whole output is missing: the failure records of
+            every run, and the parts this run left for a resume to read.
+        items: Items in the whole output, by kind (``location``, ``site``,
+            ``room``, ``device``).
+        finished: Nothing is left for a resume to read (no interruption,
+            outage or account needing authorization).
+    """
+
+    output: Path
+    run: CrawlStats
+    run_failures: list[Failure]
+    failures: list[Failure]
+    items: dict[str, int]
+    finished: bool
+
+    @property
+    def complete(self) -> bool:
+        """True only when every part of every portfolio is in the output."""
+        return self.finished and not self.failures
+
+
 @attrs.define
 class _Resume:
-    done: set[Unit]
-    complete: bool
+    done: set[Unit] = attrs.Factory(set)
+    finished: bool = False
+    failures: list[Failure] = attrs.Factory(list)
+    items: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(_KINDS, 0))
 
 
-def _load_checkpoint(output: Path, checkpoint: Path) -> _Resume:
+def _describe_mismatch(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
+    differences = [
+        f"{name} {recorded.get(name)!r} (now {value!r})"
+        for name, value in wanted.items()
+        if recorded.get(name) != value
+    ]
+    return "; ".join(differences)
+
+
+def _damaged(checkpoint: Path, line_number: int, what: str) -> CrawlOutputError:
+    return CrawlOutputError(
+        f"{checkpoint} is damaged at line {line_number} ({what}); "
+        "start the crawl again without resume"
+    )
+
+
+def _load_checkpoint(output: Path, checkpoint: Path, params: dict[str, Any]) -> _Resume:
     """Read the checkpoint and cut the output and checkpoint back to what it records."""
-    done: set[Unit] = set()
-    complete = False
+    state = _Resume()
     offset = 0
     kept = 0
     with checkpoint.open("rb") as file:
-        for line in file:
-            if not line.endswith(b"\n"):
-                break  # a record cut short by a crash: not committed
+        lines = file.readlines()
+    for number, line in enumerate(lines, 1):
+        if not line.endswith(b"\n"):
+            break  # a record cut short by a crash: not committed
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            if number == len(lines):
+                break  # the last record, torn
+            raise _damaged(checkpoint, number, "not JSON") from None
+        if not isinstance(record, dict):
+            raise _damaged(checkpoint, number, "not a record")
+        if number == 1:
+            recorded = record.get("crawl")
+            if not isinstance(recorded, dict) or recorded.get("format") != _CHECKPOINT_FORMAT:
+                raise CrawlOutputError(
+                    f"{checkpoint} was not written by this version's crawl (no crawl "
+                    "parameters in it); start the crawl again without resume"
+                )
+            mismatch = _describe_mismatch(recorded, params)
+            if mismatch:
+                raise CrawlOutputError(
+                    f"{output} was crawled with other parameters: {mismatch}; resume it with "
+                    "the same ones, or start again without resume"
+                )
+        elif record.get(_FINISHED):
+            state.finished = True
+        else:
             try:
-                record = json.loads(line)
-            except ValueError:
-                break
-            if record.get(_COMPLETE):
-                complete = True
-            else:
                 kind, account, unit_id = record["unit"]
-                done.add((kind, account, unit_id))
                 offset = int(record["offset"])
-            kept += len(line)
+                for name, count in record.get("items", {}).items():
+                    state.items[name] = state.items.get(name, 0) + int(count)
+                state.failures.extend(Failure(**failure) for failure in record.get("failures", []))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise _damaged(checkpoint, number, "not a unit record") from None
+            state.done.add((str(kind), str(account), str(unit_id)))
+        kept += len(line)
+    if kept == 0:
+        raise CrawlOutputError(f"{checkpoint} is empty; start the crawl again without resume")
     with checkpoint.open("r+b") as file:
         file.truncate(kept)
     size = output.stat().st_size if output.exists() else 0
     if size < offset:
-        raise ValueError(
+        raise CrawlOutputError(
             f"{output} is shorter ({size} bytes) than its checkpoint says ({offset} bytes): "
             "it was changed since; start again without resume"
         )
     with output.open("r+b" if output.exists() else "wb") as file:
         file.truncate(offset)
-    return _Resume(done, complete)
+    return state
 
 
-def _prepare(output: Path, checkpoint: Path, resume: bool) -> _Resume:
+def _prepare(output: Path, checkpoint: Path, resume: bool, params: dict[str, Any]) -> _Resume:
     if resume and checkpoint.exists():
-        return _load_checkpoint(output, checkpoint)
+        return _load_checkpoint(output, checkpoint, params)
     if resume and output.exists() and output.stat().st_size:
-        raise ValueError(f"{output} has no checkpoint to resume from")
+        raise CrawlOutputError(f"{output} has no checkpoint to resume from")
     output.write_bytes(b"")
-    checkpoint.write_bytes(b"")
-    return _Resume(set(), complete=False)
+    checkpoint.write_bytes(_line({"crawl": {"format": _CHECKPOINT_FORMAT, **params}}))
+    return _Resume()
 
 
 async def crawl_to_jsonl(
@@ -147,9 +228,15 @@ async def crawl_to_jsonl(
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
     deadline: float | None = None,
-    on_progress: Any = None,
-) -> tuple[list[Failure], CrawlStats]:
+    on_progress: Callable[[Walk], None] | None = None,
+    source: str | None = None,
+) -> JsonlCrawl:
     """Crawl to a JSONL file, a unit at a time, resumable after an interruption.
+
+    A resume must use the parameters the output was started with (accounts,
+    ``devices_by``, page size, and what it reads from): the checkpoint records
+    them, and a resume with others is refused (`CrawlOutputError` says what
+    differs).
 
     Args:
         client: The client (and default account) to crawl with.
@@ -158,21 +245,44 @@ async def crawl_to_jsonl(
             the output is started afresh.
         accounts, devices_by, page_size, deadline: As for `AsyncWiserClient.walk`.
         on_progress: Called with the `Walk` after each page of results.
+        source: What the crawl reads from, as the checkpoint records it; by
+            default the API base URL. Name the deployment yourself when its
+            URL changes between runs (a sandbox on a new port, another proxy).
 
     Returns:
-        The failures and the stats of this run.
+        This run and the whole output (`JsonlCrawl`).
+
+    Raises:
+        CrawlOutputError: resume asked for an output without a usable
+            checkpoint, or with other parameters.
     """
     checkpoint = checkpoint_path(output)
-    state = await anyio.to_thread.run_sync(_prepare, output, checkpoint, resume)
-    if state.complete:
-        return [], _empty_stats()
+    chosen = list(dict.fromkeys(accounts if accounts is not None else [client.account]))
+    params = {
+        "accounts": chosen,
+        "devices_by": devices_by,
+        "page_size": client.config.pages.max_page_size if page_size is None else page_size,
+        "source": client.config.base_url if source is None else source,
+    }
+    state = await anyio.to_thread.run_sync(_prepare, output, checkpoint, resume, params)
+    if state.finished:
+        return JsonlCrawl(
+            output=output,
+            run=_empty_stats(),
+            run_failures=[],
+            failures=state.failures,
+            items=state.items,
+            finished=True,
+        )
     pending: dict[Unit, list[bytes]] = {}
+    unit_failures: dict[Unit, list[Failure]] = {}
+    unit_items: dict[Unit, dict[str, int]] = {}
     async with (
         await anyio.open_file(output, "ab") as out,
         await anyio.open_file(checkpoint, "ab") as marks,
         open_walk(
             client,
-            accounts=accounts,
+            accounts=chosen,
             devices_by=devices_by,
             page_size=page_size,
             deadline=deadline,
@@ -185,24 +295,48 @@ async def crawl_to_jsonl(
             if isinstance(event, _Batch):
                 lines = pending.setdefault(event.unit, [])
                 lines.extend(_line(record) for record in _node_records(event, client))
+                counts = unit_items.setdefault(event.unit, {})
+                counts[event.kind] = counts.get(event.kind, 0) + len(event.items)
                 if on_progress is not None:
                     on_progress(walk)
             elif isinstance(event, _FailureEvent):
                 pending.setdefault(event.unit, []).append(_line(_failure_record(event.failure)))
+                unit_failures.setdefault(event.unit, []).append(event.failure)
             elif isinstance(event, _UnitDone):
                 data = _redacted(b"".join(pending.pop(event.unit, [])), client, event.unit[1])
                 if data:
                     await out.write(data)
                     await out.flush()
                     size += len(data)
-                await marks.write(_line({"unit": list(event.unit), "offset": size}))
+                failures = unit_failures.pop(event.unit, [])
+                counts = unit_items.pop(event.unit, {})
+                mark = {
+                    "unit": list(event.unit),
+                    "offset": size,
+                    "items": counts,
+                    "failures": [failure.to_dict() for failure in failures],
+                }
+                await marks.write(_redacted(_line(mark), client, event.unit[1]))
                 await marks.flush()
+                state.failures.extend(failures)
+                for name, count in counts.items():
+                    state.items[name] = state.items.get(name, 0) + count
         # Parts left unread by an interruption (the deadline, an account that
         # needs authorization, a store or API outage) belong to no finished
-        # unit: a resume reads them. Otherwise the crawl is complete.
-        if not any(failure.kind in _INTERRUPTIONS for failure in walk.failures):
-            await marks.write(_line({_COMPLETE: True}))
-    return walk.failures, walk.stats
+        # unit: a resume reads them. Otherwise nothing is left to read.
+        finished = not any(failure.kind in _INTERRUPTIONS for failure in walk.failures)
+        if finished:
+            await marks.write(_line({_FINISHED: True}))
+    # What is still missing: the written records, and what this run left unread.
+    left_unread = [failure for failures in unit_failures.values() for failure in failures]
+    return JsonlCrawl(
+        output=output,
+        run=walk.stats,
+        run_failures=list(walk.failures),
+        failures=state.failures + left_unread,
+        items=state.items,
+        finished=finished,
+    )
 
 
 def _redacted(data: bytes, client: AsyncWiserClient, account: str | None) -> bytes:

@@ -391,6 +391,8 @@ def crawl(
                     SANDBOX_CLIENT_SECRET,
                     urls.api_base_url,
                     urls.token_url,
+                    # A new port each run: the portfolio is what stays the same.
+                    label=f"sandbox {sandbox.portfolio!r}",
                 )
                 code = _run_crawl_sync(source, settings)
         else:
@@ -412,6 +414,8 @@ class _Source:
     client_secret: str | None = attrs.field(repr=False)
     base_url: str
     token_url: str
+    # What a checkpoint records the crawl read from: the base URL unless named.
+    label: str | None = None
 
 
 def _run_crawl_sync(source: _Source, settings: dict[str, Any]) -> int:
@@ -459,13 +463,15 @@ async def _run_crawl(source: _Source, settings: dict[str, Any]) -> int:
                     result = await crawl_to_json(client, settings["output"], **options)
                     failures, stats = result.failures, result.stats
                 else:
-                    failures, stats = await crawl_to_jsonl(
+                    crawled = await crawl_to_jsonl(
                         client,
                         settings["output"],
                         resume=settings["resume"],
                         on_progress=progress.update,
+                        source=source.label,
                         **options,
                     )
+                    failures, stats = crawled.failures, crawled.run
     finally:
         await close_store(store)
     _print_crawl_summary(settings["output"], accounts, failures, stats)

@@ -25,6 +25,7 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     │   ├── RequestTimeout            connect, read, write or pool timeout
     │   └── ConnectionFailed          refused, reset or dropped connection
     ├── DecodeError                   a body that is not the JSON the contract describes
+    ├── CrawlOutputError              a crawl output cannot be resumed as asked
     └── StoreError                    the token store failed (also a token_stores.TokenStoreError)
         ├── StoreUnavailable          the backing service or file system failed
         ├── LockTimeout               an account's lock was not acquired in time
@@ -54,6 +55,7 @@ __all__ = [
     "BadRequest",
     "ConnectionFailed",
     "CorruptTokenData",
+    "CrawlOutputError",
     "DecodeError",
     "DecryptionError",
     "Forbidden",
@@ -315,6 +317,15 @@ class DecodeError(WiserError):
 
     The message says what was wrong and where (a JSON path), never a value
     that could be a secret.
+    """
+
+
+class CrawlOutputError(WiserError):
+    """A crawl output cannot be resumed as asked.
+
+    No checkpoint, a damaged one, an output changed since, or a resume with
+    other parameters (accounts, ``devices_by``, page size, base URL) than the
+    output was started with: the message says which.
     """
 
 
