@@ -293,10 +293,12 @@ class AsyncWiserClient:
         devices_by: DevicesBy = "site",
         page_size: int | None = None,
         deadline: float | None = None,
+        on_progress: Callable[[Walk], None] | None = None,
     ) -> CrawlResult:
         """Walk the whole portfolio and gather it into trees, with failures and stats.
 
-        Takes the options of `walk`.
+        Takes the options of `walk`, and `on_progress`: called with the `Walk`
+        after each page of results.
         """
         builder = _TreeBuilder()
         async with self.walk(
@@ -305,6 +307,8 @@ class AsyncWiserClient:
             async for event in walk.events():
                 if isinstance(event, _Batch):
                     builder.add(event)
+                    if on_progress is not None:
+                        on_progress(walk)
         return builder.result(accounts or [self.account], walk.failures, walk.stats)
 
     def to_wire(self, model: Any) -> dict[str, Any]:

@@ -361,10 +361,18 @@ async def crawl_to_json(
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
     deadline: float | None = None,
+    on_progress: Callable[[Walk], None] | None = None,
 ) -> CrawlResult:
-    """Crawl and write the whole tree as one JSON document (not resumable)."""
+    """Crawl and write the whole tree as one JSON document (not resumable).
+
+    Takes the options of `crawl_to_jsonl` but `resume` and `source`.
+    """
     result = await client.crawl(
-        accounts=accounts, devices_by=devices_by, page_size=page_size, deadline=deadline
+        accounts=accounts,
+        devices_by=devices_by,
+        page_size=page_size,
+        deadline=deadline,
+        on_progress=on_progress,
     )
     document = json.dumps(result_to_json(result, client), ensure_ascii=False, indent=1).encode()
     await anyio.Path(output).write_bytes(_redacted(document, client, None))
