@@ -4,7 +4,9 @@ The sandbox plays the API of ``API-CONTRACT.md`` with a deterministic synthetic
 portfolio of any size (nothing is generated until read), the OAuth2
 authorization code flow with PKCE and refresh-token rotation, fault injection
 (latency, 5xx, 429 with ``Retry-After``, rate limits, dropped connections,
-forbidden, missing and malformed resources) and counters.
+forbidden, missing and malformed resources; hostile answers: deep nesting,
+oversized pages, huge totals, trickled bodies, year-long ``Retry-After``,
+redirects and ids no URL path may hold) and counters.
 
 Use it in-process (no socket, asyncio or trio)::
 

@@ -16,7 +16,8 @@ import anyio
 import attrs
 import httpx2
 
-from ._faults import FaultPlan, Faults
+from . import _hostile as hostile
+from ._faults import EVERY_RESOURCE, FaultPlan, Faults
 from ._http import DroppedConnectionError, Response, api_error, encode_json, json_response
 from ._oauth import OAuthServer
 from ._portfolio import Portfolio, PortfolioSpec
@@ -40,7 +41,6 @@ MAX_LIMIT = 500
 _MAX_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _UNAUTHORIZED = ((b"www-authenticate", b'Bearer error="invalid_token"'),)
-_PROXY_REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 @attrs.frozen
@@ -76,8 +76,14 @@ def _openapi() -> bytes:
     return files(__package__).joinpath("openapi.json").read_bytes()
 
 
-def _ancestors(entity_id: str) -> Iterator[str]:
-    """The id itself, then the ids above it (derived from the id, not looked up)."""
+def _ancestors(entity_id: str | None) -> Iterator[str]:
+    """The root, then the id itself and the ids above it (derived from the id, not looked up).
+
+    ``None`` (the ``/locations`` list) has only the root.
+    """
+    yield EVERY_RESOURCE
+    if entity_id is None:
+        return
     yield entity_id
     parts = entity_id.split("-")
     kind = parts[0]
@@ -169,17 +175,6 @@ def _echo_token_request(answer: Response, body: bytes, authorization: str | None
     error = json.loads(answer.body)
     error["error_description"] = f"{error.get('error_description', '')} (you sent: {sent})"
     return attrs.evolve(answer, body=encode_json(error))
-
-
-def _echo_authorization(response: Response, authorization: str) -> Response:
-    headers = (*response.headers, (b"x-echo-authorization", authorization.encode("latin-1")))
-    body = response.body
-    if response.status >= 400 and body[:1] == b"{":
-        error = json.loads(body)
-        if isinstance(error.get("error"), dict):
-            error["error"]["message"] = f"{error['error'].get('message')}; you sent {authorization}"
-            body = encode_json(error)
-    return attrs.evolve(response, body=body, headers=headers)
 
 
 def _json_object(body: bytes | None) -> dict[str, Any] | Response:
@@ -405,7 +400,7 @@ class Sandbox:
             route = _ROUTE_TABLE.get(_route_key(segments))
             if route is not None:
                 entity_id = segments[1] if len(segments) > 1 else None
-                await self._api(scope, send, method, route, entity_id)
+                await self._api(scope, receive, send, method, route, entity_id)
                 return
         elif path == TOKEN_PATH and method == "POST":
             await self._token(scope, receive, send)
@@ -444,7 +439,13 @@ class Sandbox:
         await _send(send, answer, drop=drop)
 
     async def _api(
-        self, scope: Scope, send: Send, method: str, route: _Route, entity_id: str | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        route: _Route,
+        entity_id: str | None,
     ) -> None:
         self._stats.request_started(route.template)
         recorded = False
@@ -454,20 +455,33 @@ class Sandbox:
                 with self._lock:
                     delay = self._plan.latency(faults)
                 await anyio.sleep(delay)
-            response, drop = self._answer(scope, method, faults, route, entity_id)
+            chain = frozenset(_ancestors(entity_id))
+            response, drop = self._answer(scope, method, faults, route, entity_id, chain)
             if faults.echo_secrets:
-                response = _echo_authorization(response, _header(scope, b"authorization") or "")
+                response = hostile.echo_authorization(
+                    response, _header(scope, b"authorization") or ""
+                )
             # Counted before it is sent: a client that has the answer finds
             # it in the counters already (tests read them right after).
             self._stats.request_finished(None if drop else response.status, dropped=drop)
             recorded = True
-            await _send(send, response, drop=drop)
+            if chain & faults.trickle and not drop:
+                interval = faults.trickle_interval
+                await hostile.trickle(send, receive, response, interval, self._stats)
+            else:
+                await _send(send, response, drop=drop)
         finally:
             if not recorded:
                 self._stats.request_finished(None, dropped=False)
 
     def _answer(
-        self, scope: Scope, method: str, faults: Faults, route: _Route, entity_id: str | None
+        self,
+        scope: Scope,
+        method: str,
+        faults: Faults,
+        route: _Route,
+        entity_id: str | None,
+        chain: frozenset[str],
     ) -> tuple[Response, bool]:
         """The answer to an API request, and whether to drop it mid-body."""
         if method != "GET":
@@ -487,41 +501,35 @@ class Sandbox:
             headers = ((b"retry-after", retry_after.encode()),)
             return api_error(429, "rate_limited", "too many requests", headers), drop
         if error_status is not None:
-            return self._server_error(error_status), drop
-        return self._resource(scope, faults, customer, route, entity_id), drop
-
-    @staticmethod
-    def _server_error(status: int) -> Response:
-        reason = _PROXY_REASONS.get(status)
-        if reason is None:
-            return api_error(status, "internal_error", "the sandbox failed on purpose")
-        html = f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}"
-        return Response(
-            status,
-            f"{html}</h1><hr><center>nginx</center></body></html>\n".encode(),
-            ((b"content-type", b"text/html; charset=utf-8"),),
-        )
+            return hostile.server_error(error_status), drop
+        if chain & faults.long_retry_after:
+            return hostile.long_retry_after(faults), drop
+        if chain & faults.redirects:
+            return hostile.redirect(faults), drop
+        return self._resource(scope, faults, customer, route, entity_id, chain), drop
 
     def _resource(
-        self, scope: Scope, faults: Faults, customer: str, route: _Route, entity_id: str | None
+        self,
+        scope: Scope,
+        faults: Faults,
+        customer: str,
+        route: _Route,
+        entity_id: str | None,
+        chain: frozenset[str],
     ) -> Response:
-        malformed = False
-        if entity_id is not None and (faults.forbidden or faults.missing or faults.malformed):
-            chain = set(_ancestors(entity_id))
-            if chain & faults.forbidden:
-                return api_error(
-                    403, "consent_required", "the customer gave no consent for this resource"
-                )
-            if chain & faults.missing:
-                return api_error(404, "not_found", f"{route.template} not found")
-            malformed = bool(chain & faults.malformed)
+        if chain & faults.forbidden:
+            return api_error(
+                403, "consent_required", "the customer gave no consent for this resource"
+            )
+        if chain & faults.missing:
+            return api_error(404, "not_found", f"{route.template} not found")
         portfolio = self.portfolio_for(customer)
         not_found = f"{_ENTITY.get(route.kind or '', 'resource')} not found"
         if route.collection is None:
             entity = portfolio.entity(route.kind or "", entity_id or "")
             if entity is None:
                 return api_error(404, "not_found", not_found)
-            response = json_response(200, entity)
+            response = hostile.entity_answer(entity, faults, chain)
         else:
             params = _page_params(scope["query_string"])
             if isinstance(params, Response):
@@ -535,8 +543,8 @@ class Sandbox:
             meta: dict[str, int] = {"offset": offset, "limit": limit}
             if not faults.omit_total:
                 meta["total"] = total
-            response = json_response(200, {"data": data, "meta": meta})
-        if malformed:
+            response = hostile.page_answer(data, meta, faults, chain)
+        if chain & faults.malformed:
             return attrs.evolve(response, body=response.body[: len(response.body) // 2])
         return response
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 import math
 import random
 import time
+import weakref
 from collections.abc import Iterable
 from email.utils import formatdate
 from typing import Any, Literal
 
 import attrs
 
-__all__ = ["FaultPlan", "Faults"]
+__all__ = ["EVERY_RESOURCE", "REDIRECT_STATUSES", "FaultPlan", "Faults"]
 
 RetryAfterFormat = Literal["seconds", "http-date"]
+
+EVERY_RESOURCE = "*"
+"""The id, in a fault's id set, of the root above every resource (and ``/locations``)."""
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+# Generated bodies are bytes, but a value set through the admin route must not
+# ask for gigabytes: 10 M items of ``{}`` are 30 MB, 10 M levels of ``[]`` 20 MB.
+_MAX_GENERATED = 10_000_000
 
 
 def _ids(value: Iterable[str]) -> frozenset[str]:
@@ -29,6 +37,22 @@ def _statuses(value: Iterable[int]) -> tuple[int, ...]:
 _fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
 _non_negative = attrs.validators.ge(0.0)
 _positive_or_none = attrs.validators.optional(attrs.validators.gt(0.0))
+_generated = [
+    attrs.validators.instance_of(int),
+    attrs.validators.ge(1),
+    attrs.validators.le(_MAX_GENERATED),
+]
+
+
+def _header_value(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{attribute.name} must be latin-1 (an HTTP header value)") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{attribute.name} must hold no control characters")
 
 
 def _server_errors(
@@ -47,11 +71,20 @@ class Faults:
     ``echo_secrets``) touch the token endpoint. Rates are fractions in [0, 1],
     drawn from a random generator seeded with ``seed``.
 
+    Id sets (``forbidden``, ``trickle``...) name resources by id and cover what
+    is beneath them too: a location's sites, rooms and devices, a site's rooms
+    and devices. A page belongs to its parent (``/sites/{siteId}/rooms`` to the
+    site); the id ``"*"`` stands for the root above every resource, so it covers
+    every API request, ``/locations`` included (no other id reaches it).
+
     A request meets them in this order: ``latency``; bearer authentication;
     throttle bursts, ``rate_limit``, ``throttle_rate`` (429); ``error_rate``
-    (5xx); ``forbidden`` (403), ``missing`` (404) and the resource itself (404);
-    then the answer, possibly ``malformed``, without ``meta.total`` under
-    ``omit_total``, or dropped mid-body under ``drop_rate``.
+    (5xx); ``long_retry_after`` (429), ``redirects`` (3xx), ``forbidden`` (403),
+    ``missing`` (404) and the resource itself (404); then the 200 answer, built
+    in this order: ``odd_ids``, ``deep_nesting``, ``oversized_pages``,
+    ``huge_totals`` (or no ``meta.total`` under ``omit_total``), ``malformed``;
+    then the delivery of whatever answer it is: dropped mid-body under
+    ``drop_rate``, else sent byte by byte under ``trickle``.
 
     Args:
         latency: Seconds slept by every API request.
@@ -98,6 +131,50 @@ class Faults:
         malformed: Resource ids whose answers (and those beneath them) are 200
             with a truncated JSON body.
         omit_total: Pages leave out ``meta.total``.
+        deep_nesting: Resource ids whose 200 answers (and those beneath them)
+            carry a deeply nested array: the entity, or the first item of a
+            page, gets an extra field ``"nested"`` holding ``nesting_depth``
+            nested arrays (``"nested":[[[...]]]``, written as bytes). An empty
+            page stays as it is.
+        nesting_depth: How many arrays ``deep_nesting`` nests, 1 to 10,000,000.
+        oversized_pages: Resource ids whose pages (and those beneath them) hold
+            far more than the ``limit`` asked: their real items, then
+            ``oversized_items`` empty objects ``{}`` (3 bytes each, about 4 MiB
+            by default); ``meta`` is unchanged.
+        oversized_items: How many ``{}`` an oversized page adds, 1 to 10,000,000.
+        huge_totals: Resource ids whose pages (and those beneath them) report
+            ``meta.total`` as ``huge_total``, even under ``omit_total``. The
+            items are the real ones: a first page is full when the collection
+            holds ``limit`` items or more, and a page past the real end is empty.
+        huge_total: The ``meta.total`` of ``huge_totals`` pages, any int >= 0
+            (``2**70`` too).
+        trickle: Resource ids whose answers (and those beneath them), whatever
+            their status, are sent one byte at a time: status line and headers
+            (with the real ``Content-Length``) at once, then one byte every
+            ``trickle_interval`` seconds (the first one interval after the
+            headers), so a client whose timeout is per read never times out.
+            A client that disconnects stops the trickle. Dropped answers do not
+            trickle. :class:`SandboxStats` counts trickles begun, running and
+            abandoned by their client.
+        trickle_interval: Seconds before each trickled byte; 0 sends each byte
+            in its own chunk without waiting.
+        long_retry_after: Resource ids (and those beneath them) answered 429
+            with ``Retry-After`` ``long_retry_after_seconds`` away, written as
+            ``retry_after_format`` says.
+        long_retry_after_seconds: Their ``Retry-After``, in seconds (a year by
+            default).
+        redirects: Resource ids (and those beneath them) answered
+            ``redirect_status`` with ``Location: <redirect_location>`` and an
+            empty body.
+        redirect_status: 301, 302, 303, 307 or 308.
+        redirect_location: The ``Location`` header, sent verbatim (latin-1, no
+            control characters): absolute, relative, or this very URL for a loop.
+        odd_ids: Resource ids whose pages (and those beneath them) carry
+            items with the ids ``"."``, ``".."``, ``""`` and ``"a/../b"``, that
+            no client may put in a URL path: on the first page (offset 0) the
+            last items (up to four) keep their fields but take these ids, in
+            this order. Page lengths and ``meta`` are unchanged, so paging stays
+            consistent; the items renamed are never listed under their own ids.
         seed: Seed of the fault random generator; changing it restarts the sequence.
 
     .. versionadded:: 0.1.0
@@ -136,13 +213,34 @@ class Faults:
     missing: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
     malformed: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
     omit_total: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    deep_nesting: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    nesting_depth: int = attrs.field(default=100_000, validator=_generated)
+    oversized_pages: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    oversized_items: int = attrs.field(default=1_400_000, validator=_generated)
+    huge_totals: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    huge_total: int = attrs.field(
+        default=10**15, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
+    trickle: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    trickle_interval: float = attrs.field(default=0.5, validator=_non_negative)
+    long_retry_after: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    long_retry_after_seconds: float = attrs.field(default=31_536_000.0, validator=_non_negative)
+    redirects: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    redirect_status: int = attrs.field(
+        default=302, validator=attrs.validators.in_(REDIRECT_STATUSES)
+    )
+    redirect_location: str = attrs.field(
+        default="https://elsewhere.invalid/", validator=_header_value
+    )
+    odd_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
 
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON values (sets as sorted arrays)."""
         out = attrs.asdict(self, recurse=False)
-        for name in ("forbidden", "missing", "malformed"):
-            out[name] = sorted(out[name])
+        for name, value in out.items():
+            if isinstance(value, frozenset):
+                out[name] = sorted(value)
         out["error_statuses"] = list(self.error_statuses)
         return out
 
@@ -184,7 +282,10 @@ class FaultPlan:
     _rng: random.Random = attrs.field(factory=random.Random)
     _tokens: float = 0.0
     _refilled: float | None = None
-    _burst_key: tuple[int, float, float] | None = None
+    # The Faults object whose bursts are timed, held weakly: comparing ids
+    # instead mistook a new object at a freed one's address for the old one.
+    _burst_faults: weakref.ref[Faults] | None = None
+    _burst_key: tuple[float, float] | None = None
     _burst_origin: float = 0.0
 
     def _random(self, faults: Faults) -> random.Random:
@@ -209,10 +310,12 @@ class FaultPlan:
         now = time.monotonic()
         every = faults.throttle_burst_every
         if every is not None and faults.throttle_burst_length > 0:
-            key = (id(faults), every, faults.throttle_burst_length)
-            if key != self._burst_key:
+            key = (every, faults.throttle_burst_length)
+            timed = self._burst_faults() if self._burst_faults is not None else None
+            if timed is not faults or key != self._burst_key:
                 # New burst settings: the first burst starts now, not at some
                 # arbitrary phase of a clock started long ago.
+                self._burst_faults = weakref.ref(faults)
                 self._burst_key = key
                 self._burst_origin = now
             phase = (now - self._burst_origin) % every

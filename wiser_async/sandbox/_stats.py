@@ -31,6 +31,9 @@ class SandboxStats:
         refresh_reuse_detected: Refreshes with a refresh token already rotated away.
         throttled: 429 answers sent.
         dropped: Connections dropped mid-answer.
+        trickled: Answers sent byte by byte (the ``trickle`` fault), begun.
+        trickling: Those being sent now.
+        trickles_abandoned: Those whose client disconnected before the last byte.
 
     .. versionadded:: 0.1.0
     """
@@ -45,6 +48,9 @@ class SandboxStats:
     refresh_reuse_detected: int = 0
     throttled: int = 0
     dropped: int = 0
+    trickled: int = 0
+    trickling: int = 0
+    trickles_abandoned: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The snapshot as JSON values (status keys become strings)."""
@@ -81,11 +87,16 @@ class StatsRecorder:
     refresh_reuse_detected: int = 0
     throttled: int = 0
     dropped: int = 0
+    trickled: int = 0
+    trickling: int = 0
+    trickles_abandoned: int = 0
 
     def reset(self) -> None:
-        """Zero every counter but ``in_flight`` (requests still running stay counted)."""
+        """Zero every counter but the gauges (requests and trickles still running stay counted)."""
         with self._lock:
-            fresh = StatsRecorder(in_flight=self.in_flight, peak_in_flight=self.in_flight)
+            fresh = StatsRecorder(
+                in_flight=self.in_flight, peak_in_flight=self.in_flight, trickling=self.trickling
+            )
             for field in attrs.fields(StatsRecorder):
                 if field.name != "_lock":
                     setattr(self, field.name, getattr(fresh, field.name))
@@ -104,6 +115,9 @@ class StatsRecorder:
                 refresh_reuse_detected=self.refresh_reuse_detected,
                 throttled=self.throttled,
                 dropped=self.dropped,
+                trickled=self.trickled,
+                trickling=self.trickling,
+                trickles_abandoned=self.trickles_abandoned,
             )
 
     def request_started(self, route: str) -> None:
@@ -124,6 +138,19 @@ class StatsRecorder:
                 self.responses_by_status[status] += 1
                 if status == 429:
                     self.throttled += 1
+
+    def trickle_started(self) -> None:
+        """An answer began to trickle."""
+        with self._lock:
+            self.trickled += 1
+            self.trickling += 1
+
+    def trickle_finished(self, *, abandoned: bool) -> None:
+        """A trickle ended: its last byte sent, or its client gone."""
+        with self._lock:
+            self.trickling -= 1
+            if abandoned:
+                self.trickles_abandoned += 1
 
     def token_request(self, grant_type: str, error: str | None, *, reuse: bool = False) -> None:
         """A token-endpoint request ended, with an OAuth error code or not."""
