@@ -62,7 +62,8 @@ async def _run(args: argparse.Namespace, token: dict[str, Any]) -> dict[str, Any
         if args.mode == "setup":
             return {"mode": "setup"}
         started = time.perf_counter()
-        failures, stats = await crawl_to_jsonl(client, Path(args.output))
+        crawled = await crawl_to_jsonl(client, Path(args.output))
+        failures, stats = crawled.failures, crawled.run
         duration = time.perf_counter() - started
     return {
         "mode": "crawl",

@@ -320,15 +320,32 @@ def test_errors_pickle_with_their_attributes() -> None:
 
 
 async def test_a_pause_longer_than_a_calls_deadline_fails_it_at_once(session: Session) -> None:
-    session.sandbox.faults = Faults(throttle_rate=1.0, retry_after=3600.0)
+    # 100 s: obeyed (under max_retry_after), but beyond the call's 10 s deadline.
+    session.sandbox.faults = Faults(throttle_rate=1.0, retry_after=100.0)
     with pytest.raises(RateLimited):
         await session.client.locations.page()
     session.sandbox.faults = Faults()
     requests = session.sandbox.stats.requests
     started = anyio.current_time()
     with pytest.raises(RateLimited, match="paused") as caught:
-        await session.client.locations.page()  # the server is fine now, but asked for an hour
-    assert anyio.current_time() - started < 1.0  # not frozen for an hour
+        await session.client.locations.page()  # the server is fine now, but asked for 100 s
+    assert anyio.current_time() - started < 1.0  # not frozen for the pause
     assert caught.value.retry_after is not None
-    assert caught.value.retry_after > 3000
+    assert caught.value.retry_after > 90
     assert session.sandbox.stats.requests == requests  # and it did not ask
+
+
+async def test_a_retry_after_beyond_the_maximum_fails_the_call_and_pauses_nothing(
+    session: Session,
+) -> None:
+    # A year, as a broken endpoint asked for: the call fails at once...
+    session.sandbox.faults = Faults(throttle_rate=1.0, retry_after=31_536_000.0)
+    started = anyio.current_time()
+    with pytest.raises(RateLimited) as caught:
+        await session.client.locations.page()
+    assert anyio.current_time() - started < 5.0
+    assert caught.value.retry_after == 31_536_000.0
+    assert session.sandbox.stats.requests == 1  # not retried
+    # ...and the client, every account of it, is not paused.
+    session.sandbox.faults = Faults()
+    assert (await session.client.locations.page()).items

@@ -483,7 +483,7 @@ async def test_secrets_echoed_by_the_server_reach_no_error_failure_file_or_log(
             await client.locations.get(location)
         except WiserError as exc:
             errors.append(exc)
-        failures, _ = await crawl_to_jsonl(client, tmp_path / "out.jsonl")
+        failures = (await crawl_to_jsonl(client, tmp_path / "out.jsonl")).failures
         refused = MemoryTokenStore()
         await refused.save("acct", stale)
         async with WiserOAuth(

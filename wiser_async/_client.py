@@ -48,8 +48,11 @@ class _Unset(enum.Enum):
 UNSET: Final = _Unset.UNSET
 """Marks an option left unset, where None already means something (no timeout)."""
 
-DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
+DEFAULT_TIMEOUT = 30.0
+_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# Ids a path cannot hold: empty, or path segments of their own meaning.
+_UNUSABLE_IDS = frozenset({"", ".", ".."})
 
 
 @attrs.define
@@ -96,12 +99,23 @@ class _Session:
             quote(config.pages.limit_param, safe=""),
         )
         self.base_url = config.base_url.rstrip("/")
+        # Named in transport errors, so a failure says which server it tried.
+        self.host = httpx2.URL(self.base_url).netloc.decode("ascii", "replace") or self.base_url
         self.owns_http = http_client is None
         if http_client is not None and transport is not None:
             raise TypeError("give http_client= or transport=, not both")
+        keep_borrowed_phases = http_client is not None and timeout is UNSET
+        if timeout is UNSET:
+            timeout = DEFAULT_TIMEOUT
+        # A number bounds each attempt as a whole (connect, headers and every
+        # byte of the body: a server trickling a byte at a time cannot hold a
+        # call); an httpx2.Timeout sets httpx2's per-phase limits only.
+        self.attempt_timeout = float(timeout) if isinstance(timeout, int | float) else None
+        if isinstance(timeout, int | float):
+            timeout = httpx2.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout))
         if http_client is None:
             self.http = httpx2.AsyncClient(
-                timeout=DEFAULT_TIMEOUT if timeout is UNSET else timeout,
+                timeout=timeout,
                 limits=httpx2.Limits(
                     max_connections=max_in_flight, max_keepalive_connections=max_in_flight
                 ),
@@ -110,7 +124,7 @@ class _Session:
             self.request_options: dict[str, Any] = {}
         else:
             self.http = http_client
-            self.request_options = {} if timeout is UNSET else {"timeout": timeout}
+            self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
         self.max_in_flight = max_in_flight
         self.limiter = anyio.CapacityLimiter(max_in_flight)
         self.throttle = Throttle(rate_limit)
@@ -141,8 +155,13 @@ class AsyncWiserClient:
             proxies, TLS settings); by default the client creates its own.
         transport: An httpx2 transport for the HTTP client it creates (such
             as the sandbox's in-process one).
-        timeout: Per-request timeout (seconds or `httpx2.Timeout`; None for
-            none). Unset: 30 s (10 s to connect), or the borrowed client's.
+        timeout: Seconds one attempt of a request may take as a whole: to
+            connect (at most 10 s of it), to send, and to receive the headers
+            and every byte of the body; a retry is a new attempt, and all of
+            them end by ``retry.deadline``. An `httpx2.Timeout` sets httpx2's
+            per-phase limits instead (each read, each write...), and only the
+            deadline bounds the whole; None: no limit but the deadline. Unset:
+            30 s (a borrowed client keeps its own phase limits).
         max_in_flight: Requests in flight at once, across every account and
             task sharing this client.
         rate_limit: Requests per second across the client, or None.
@@ -318,6 +337,10 @@ class AsyncWiserClient:
     # -- the request path --------------------------------------------------------
 
     def _path(self, template: str, **params: str) -> str:
+        for name, value in params.items():
+            if value in _UNUSABLE_IDS or not isinstance(value, str):
+                # Quoted, "." and ".." still walk up the path: another endpoint answers.
+                raise ValueError(f"{name} {value!r} cannot be put in a URL path")
         return template.format(**{name: quote(value, safe="") for name, value in params.items()})
 
     def _redact(self, text: str) -> str:
@@ -401,6 +424,12 @@ class AsyncWiserClient:
                 method="GET",
                 path=target,
             ) from None
+        except RecursionError:
+            raise DecodeError(
+                "the body nests arrays or objects deeper than can be read",
+                method="GET",
+                path=target,
+            ) from None
 
     async def _send(self, method: str, target: str) -> bytes:
         session = self._session
@@ -413,6 +442,8 @@ class AsyncWiserClient:
                 return False
             if isinstance(exc, RateLimited):
                 wait = policy.default_retry_after if exc.retry_after is None else exc.retry_after
+                if wait > policy.max_retry_after:
+                    return False
                 if anyio.current_time() - started + wait > policy.deadline:
                     return False
                 # The client-wide pause set on receipt does the waiting.
@@ -475,6 +506,11 @@ class AsyncWiserClient:
             limiter.acquire_nowait()
         except anyio.WouldBlock:
             await limiter.acquire()
+        # The whole attempt, headers and every byte of the body, ends by its
+        # bound and by the call's deadline.
+        bound = give_up_at - anyio.current_time()
+        if session.attempt_timeout is not None and session.attempt_timeout < bound:
+            bound = session.attempt_timeout
         try:
             try:
                 # The target carries its query already encoded: one URL parse.
@@ -483,16 +519,25 @@ class AsyncWiserClient:
                 )
                 context = request_secrets.set(self._log_context)
                 try:
-                    response = await session.http.send(request, auth=self._auth, stream=True)
-                    try:
-                        content = await self._read_body(response, method, target)
-                    finally:
-                        await response.aclose()
+                    with anyio.fail_after(max(bound, 0.0)):
+                        response = await session.http.send(request, auth=self._auth, stream=True)
+                        try:
+                            content = await self._read_body(response, method, target)
+                        finally:
+                            await response.aclose()
                 finally:
                     request_secrets.reset(context)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no complete answer from {session.host} within {bound:.3g} s",
+                    method=method,
+                    path=target,
+                ) from None
             except httpx2.TimeoutException as exc:
                 raise RequestTimeout(
-                    f"no answer in time ({type(exc).__name__})", method=method, path=target
+                    f"no answer from {session.host} in time ({type(exc).__name__})",
+                    method=method,
+                    path=target,
                 ) from exc
             except httpx2.DecodingError as exc:
                 raise DecodeError(
@@ -502,14 +547,14 @@ class AsyncWiserClient:
                 ) from exc
             except httpx2.TransportError as exc:
                 raise ConnectionFailed(
-                    f"the connection failed or dropped ({type(exc).__name__})",
+                    f"the connection to {session.host} failed or dropped ({type(exc).__name__})",
                     method=method,
                     path=target,
                 ) from exc
         finally:
             limiter.release()
         status = response.status_code
-        if status < 400:
+        if status < 300:
             return content
         if status == 401:
             raise AuthorizationRequired(
@@ -523,8 +568,15 @@ class AsyncWiserClient:
         )
         if isinstance(error, RateLimited):
             session.stats.throttled += 1
-            wait = error.retry_after
-            session.throttle.pause(session.retry.default_retry_after if wait is None else wait)
+            wait = (
+                session.retry.default_retry_after
+                if error.retry_after is None
+                else error.retry_after
+            )
+            if wait <= session.retry.max_retry_after:
+                session.throttle.pause(wait)
+            # A longer wait fails this call at once (retry_on sees it) and pauses nothing:
+            # one endpoint's Retry-After of a year must not stop every account.
         raise error
 
     async def _read_body(self, response: httpx2.Response, method: str, shown: str) -> bytes:

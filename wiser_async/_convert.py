@@ -22,6 +22,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._config import PageFormat
+from ._json import MAX_DEPTH, deeper_than
 from .errors import DecodeError
 from .models import (
     Address,
@@ -46,6 +47,8 @@ _OPEN_ENUMS: tuple[type[Any], ...] = (SiteType, RoomType, DeviceCategory, Device
 # The generated structuring code reads unknown fields from this key, which no
 # JSON object from the API can contain.
 _EXTRA_KEY = "\x00extra"
+# Undecodable items of one page reported one by one; the rest in one line.
+MAX_ITEM_ERRORS = 10
 _Hook = Callable[[Any, type], Any]
 _FIELD_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)")
 
@@ -118,6 +121,13 @@ def _open_enum_hook(enum_cls: type[Any]) -> Callable[[Any, type], Any]:
     return structure
 
 
+def _bounded_extra(value: dict[str, Any], _: Any = None) -> dict[str, Any]:
+    """Unknown fields as received, unless one nests deeper than kept data may."""
+    if deeper_than(value, MAX_DEPTH):
+        raise ValueError(f"an unknown field nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
 def _enum_error(value: Any) -> Any:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
@@ -141,6 +151,7 @@ def _compile_structure(
         "FLOAT": _structure_float,
         "DATETIME": _structure_datetime,
         "ENUM_ERROR": _enum_error,
+        "BOUNDED": _bounded_extra,
     }
     lines = [
         "def structure(o, _):",
@@ -185,7 +196,7 @@ def _compile_structure(
         else:  # pragma: no cover - every model field type is listed above
             raise TypeError(f"no fast decoding for {cls.__name__}.{field.name}: {kind}")
     lines.append("    unknown = o.keys() - KNOWN")
-    arguments.append("extra={key: o[key] for key in unknown} if unknown else {}")
+    arguments.append("extra=BOUNDED({key: o[key] for key in unknown}) if unknown else {}")
     lines.append(f"    return CLS({', '.join(arguments)})")
     names["datetime"] = datetime
     exec(compile("\n".join(lines), f"<wiser_async decode {cls.__name__}>", "exec"), names)  # noqa: S102 - code built above from the model's own fields
@@ -264,7 +275,7 @@ class Codec:
             cls,
             converter,
             _cattrs_forbid_extra_keys=False,
-            extra=override(rename=_EXTRA_KEY, struct_hook=lambda value, _: value),
+            extra=override(rename=_EXTRA_KEY, struct_hook=_bounded_extra),
             **renames,
         )
         base_unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
@@ -308,13 +319,23 @@ class Codec:
         """Decode a page envelope; `keys` is the `PageFormat` naming its parts.
 
         An undecodable item fails the whole page, unless `on_item_error` is
-        given: then it is reported there and skipped (`Page.skipped` counts it).
+        given: then it is skipped (`Page.skipped` counts it) and reported there,
+        the first `MAX_ITEM_ERRORS` one by one and the rest in one error. A
+        page with more items than `limit` is a `DecodeError`.
         """
         if type(body) is not dict:
             raise DecodeError("expected a JSON object (a page)", method=method, path=path)
         data = body.get(keys.data_key)
         if type(data) is not list:
             raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
+        if len(data) > limit:
+            # Checked before anything is decoded: a page is bounded by what was asked.
+            raise DecodeError(
+                f"the page holds {len(data)} items at $.{keys.data_key}, more than the "
+                f"{limit} asked for",
+                method=method,
+                path=path,
+            )
         structure = self._structure_fns[cls]
         skipped = 0
         try:
@@ -327,11 +348,20 @@ class Codec:
                     items.append(structure(item, cls))
                 except Exception:  # noqa: BLE001 - explained by _explain
                     where = f"$.{keys.data_key}[{index}]"
-                    error = self._explain(item, cls, where, method=method, path=path)
                     if on_item_error is None:
-                        raise error from None
-                    on_item_error(error)
+                        raise self._explain(item, cls, where, method=method, path=path) from None
                     skipped += 1
+                    if skipped <= MAX_ITEM_ERRORS:
+                        on_item_error(self._explain(item, cls, where, method=method, path=path))
+            if skipped > MAX_ITEM_ERRORS:
+                on_item_error(  # type: ignore[misc] # not None: the loop above raised otherwise
+                    DecodeError(
+                        f"{skipped - MAX_ITEM_ERRORS} more items of the page could not be "
+                        f"decoded (the first {MAX_ITEM_ERRORS} are reported one by one)",
+                        method=method,
+                        path=path,
+                    )
+                )
         meta = body.get(keys.meta_key)
         total: int | None = None
         if type(meta) is dict:

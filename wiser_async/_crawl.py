@@ -316,9 +316,34 @@ class _Job:
     site_id: str | None
     offset: int = 0
     limit: int
-    # The first page of a collection schedules the others: all at once when
-    # the API gives a total, else the next one each time.
+    # The first page of a collection schedules the others: from a total, a
+    # few at a time as workers free (`pages`); without one, the next each time.
     first: bool = True
+    pages: _Pages | None = None
+
+
+@attrs.define(eq=False)
+class _Pages:
+    """The pages of one collection still to read, handed out as workers free.
+
+    However large a total the API gives, only a window of its pages is queued
+    at a time: a total of 10**15 costs no memory and no loop.
+    """
+
+    job: _Job  # the collection's first page, as a template
+    next_offset: int
+    end: int
+    step: int
+
+    def take(self) -> _Job | None:
+        """The job of the next page, or None when every page is handed out."""
+        if self.next_offset >= self.end:
+            return None
+        job = attrs.evolve(
+            self.job, offset=self.next_offset, limit=self.step, first=False, pages=self
+        )
+        self.next_offset += self.step
+        return job
 
 
 class _FairQueue:
@@ -384,6 +409,12 @@ class _FairQueue:
         queued = [entry[2] for heap in self._heaps.values() for entry in heap]
         return queued + list(self.active.values())
 
+
+# Pages a collection may have (500 items each: 50 million items). A larger
+# total is no portfolio but a broken or hostile server: the collection fails.
+MAX_PAGES = 100_000
+# Ids a path cannot hold: empty, or path segments of their own meaning.
+_UNUSABLE_IDS = frozenset({"", ".", ".."})
 
 # Failures that say nothing about the resource itself (the API or the store
 # could not answer in time): a resumed crawl reads those parts again. A 403,
@@ -456,6 +487,7 @@ class _Engine:
         # A few more workers than request slots: one whose page is decoding
         # leaves its slot to another, waiting; many more only cost switching.
         self.workers = client.max_in_flight + max(4, client.max_in_flight // 4)
+        self.cursors: list[_Pages] = []
         self.counts: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
         # Items the API said its collections hold (page totals), for progress.
         self.expected: dict[NodeKind, int] = {"location": 0, "site": 0, "room": 0, "device": 0}
@@ -509,7 +541,7 @@ class _Engine:
                 account, job.unit, "room_devices", item.id, job.location_id, job.site_id
             )
 
-    def _more_pages(self, job: _Job, page: Page[Any]) -> None:
+    async def _more_pages(self, job: _Job, page: Page[Any]) -> None:
         size = page.size
         # A site's listing, when devices are read by room, repeats the rooms' devices.
         counted = not (job.collection == "site_devices" and self.devices_by == "room")
@@ -523,17 +555,44 @@ class _Engine:
         if job.first:
             if page.is_last:
                 return
-            # Every other page at once. A server that serves fewer items than
-            # asked (a smaller maximum) sets the step, or items would be skipped.
+            # A server that serves fewer items than asked (a smaller maximum)
+            # sets the step, or items would be skipped.
             step = size if size < page.limit else page.limit
-            for offset in range(job.offset + step, page.total, step):
-                self._enqueue(attrs.evolve(job, offset=offset, limit=step, first=False))
+            left = -(-(page.total - job.offset - step) // step)
+            if left > MAX_PAGES:
+                await self._fail(
+                    job,
+                    "decode",
+                    None,
+                    f"the collection claims {page.total} items: {left} more pages, beyond "
+                    f"the {MAX_PAGES} a collection may have; only its first page was read",
+                    offset=job.offset + step,
+                )
+                return
+            pages = _Pages(job, job.offset + step, page.total, step)
+            self.cursors.append(pages)
+            for _ in range(self.workers):
+                self._schedule(pages)
             return
         # A later page shorter than its share (the server served fewer this
         # time): read the rest of its share, and no further.
         expected = min(job.limit, page.total - job.offset)
         if 0 < size < expected:
-            self._enqueue(attrs.evolve(job, offset=job.offset + size, limit=job.limit - size))
+            self._enqueue(
+                attrs.evolve(job, offset=job.offset + size, limit=job.limit - size, pages=None)
+            )
+
+    def _schedule(self, pages: _Pages | None) -> None:
+        """Queue the next page of a collection being read from its total, if one is left."""
+        if pages is not None and (job := pages.take()) is not None:
+            self._enqueue(job)
+
+    def _unusable_ids(self, job: _Job, items: Sequence[Item]) -> list[Item]:
+        """The items whose ids would go into paths of further requests and cannot."""
+        descends = job.collection in ("locations", "sites") or (
+            job.collection == "rooms" and self.devices_by == "room"
+        )
+        return [item for item in items if item.id in _UNUSABLE_IDS] if descends else []
 
     # -- running ------------------------------------------------------------------
 
@@ -546,13 +605,22 @@ class _Engine:
                     for _ in range(self.workers):
                         tg.start_soon(self._worker)
             if scope.cancelled_caught:
+                reason = f"not read: the crawl's deadline of {deadline:g} s passed"
                 for job in self.queue.pending():
                     if id(job) not in self.failed_jobs:
+                        await self._fail(job, "deadline", None, reason)
+                for pages in self.cursors:
+                    # Pages of a collection not handed out yet: one failure for the rest.
+                    if (
+                        pages.next_offset < pages.end
+                        and pages.job.account not in self.dead_accounts
+                    ):
                         await self._fail(
-                            job,
+                            pages.job,
                             "deadline",
                             None,
-                            f"not read: the crawl's deadline of {deadline:g} s passed",
+                            f"{reason} (from offset {pages.next_offset} of {pages.end})",
+                            offset=pages.next_offset,
                         )
 
     async def _worker(self) -> None:
@@ -583,6 +651,13 @@ class _Engine:
     async def _run(self, job: _Job) -> None:
         if job.account in self.dead_accounts:
             return
+        try:
+            await self._read(job)
+        finally:
+            # Whatever became of this page, the next of its collection goes on.
+            self._schedule(job.pages)
+
+    async def _read(self, job: _Job) -> None:
         client = self.clients[job.account]
         item_errors: list[DecodeError] = []
         try:
@@ -614,6 +689,17 @@ class _Engine:
         for error in item_errors:
             await self._fail(job, "decode", None, error.message, resource=error.path)
         items: Sequence[Item] = page.items
+        unusable = self._unusable_ids(job, items)
+        if unusable:
+            await self._fail(
+                job,
+                "decode",
+                None,
+                f"{len(unusable)} item(s) with ids that cannot be put in a URL path "
+                f"({', '.join(sorted({repr(item.id) for item in unusable}))}): left out",
+            )
+            left_out = {id(item) for item in unusable}
+            items = [item for item in items if id(item) not in left_out]
         if job.collection == "site_devices" and self.devices_by == "room":
             # Devices in rooms come from the rooms; the site gives those in none.
             items = [device for device in page.items if device.room_id is None]
@@ -633,9 +719,9 @@ class _Engine:
             )
             self.counts[kind] += len(items)
         if job.collection in _PARENTS:
-            for item in page.items:
+            for item in items:
                 self._children(job, item)
-        self._more_pages(job, page)
+        await self._more_pages(job, page)
 
     async def _emit(self, event: Event) -> None:
         # Straight into the buffer when it has room; wait (backpressure) when not.
@@ -665,17 +751,19 @@ class _Engine:
         message: str,
         *,
         resource: str | None = None,
+        offset: int | None = None,
     ) -> None:
         redact = self.clients[job.account].oauth.redact
+        offset = job.offset if offset is None else offset
         failure = Failure(
             account=job.account,
-            resource=redact(resource or f"{self._path(job)}?offset={job.offset}", job.account),
+            resource=redact(resource or f"{self._path(job)}?offset={offset}", job.account),
             kind=kind,
             status=status,
             message=redact(message, job.account),
             collection=job.collection,
             parent_id=job.parent_id,
-            offset=job.offset,
+            offset=offset,
             location_id=job.location_id,
             site_id=job.site_id,
         )

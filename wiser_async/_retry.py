@@ -29,6 +29,10 @@ class RetryPolicy:
             retry storm. 0.2 allows one retry for every five requests.
         budget_burst: Retries allowed at once before the ratio applies.
         default_retry_after: The pause after a 429 that did not say how long.
+        max_retry_after: The longest ``Retry-After`` obeyed. A 429 asking for
+            more fails its call at once (`RateLimited`, with ``retry_after``)
+            and pauses nothing else: one endpoint asking for a year must not
+            stop every account of the client.
     """
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
@@ -39,6 +43,7 @@ class RetryPolicy:
     budget_ratio: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
     budget_burst: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
     default_retry_after: float = 1.0
+    max_retry_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
 
 
 class RetryBudget:

@@ -11,7 +11,15 @@ from http import HTTPStatus
 from typing import Any
 
 from ._redact import escape_controls
-from .errors import ApiError, BadRequest, Forbidden, NotFound, RateLimited, ServerError
+from .errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServerError,
+    UnexpectedRedirect,
+)
 
 __all__ = ["error_for_response", "parse_retry_after"]
 
@@ -91,10 +99,11 @@ def error_for_response(
     path: str,
     redact: Callable[[str], str] = escape_controls,
 ) -> ApiError:
-    """The typed error of an error answer (status >= 400, 401 excepted).
+    """The typed error of an error answer (status >= 300, 401 excepted).
 
-    400 -> BadRequest, 403 -> Forbidden, 404 -> NotFound, 429 -> RateLimited
-    (with ``retry_after``), 5xx -> ServerError, any other -> ApiError.
+    3xx -> UnexpectedRedirect (with ``location``), 400 -> BadRequest, 403 ->
+    Forbidden, 404 -> NotFound, 429 -> RateLimited (with ``retry_after``),
+    5xx -> ServerError, any other -> ApiError.
 
     Args:
         redact: Applied to all server text before it enters the error
@@ -121,6 +130,11 @@ def error_for_response(
         "request_id": request_id,
         "body_excerpt": excerpt,
     }
+    if 300 <= status < 400:
+        location = headers.get("location")
+        shown = None if location is None else redact(location)[: _EXCERPT_LENGTH * 2]
+        message = f"HTTP {status} {_reason(status)}: redirected to {shown!r}, not followed"
+        return UnexpectedRedirect(message, location=shown, **details)
     if status == 400:
         return BadRequest(message, **details)
     if status == 403:

@@ -20,7 +20,8 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     │   ├── Forbidden                 403: the customer gave no consent for this resource
     │   ├── NotFound                  404: gone (deleted between list and get)
     │   ├── RateLimited               429, after the retries allowed
-    │   └── ServerError               5xx, after the retries allowed
+    │   ├── ServerError               5xx, after the retries allowed
+    │   └── UnexpectedRedirect        3xx: the API does not redirect; a proxy or a wrong URL does
     ├── TransportError                no HTTP answer, after the retries allowed
     │   ├── RequestTimeout            connect, read, write or pool timeout
     │   └── ConnectionFailed          refused, reset or dropped connection
@@ -71,6 +72,7 @@ __all__ = [
     "StoreUnavailable",
     "TokenEndpointError",
     "TransportError",
+    "UnexpectedRedirect",
     "UnsupportedTokenFormat",
     "WiserError",
 ]
@@ -298,6 +300,18 @@ class RateLimited(ApiError):
 
 class ServerError(ApiError):
     """5xx after the retries allowed."""
+
+
+class UnexpectedRedirect(ApiError):
+    """A 3xx answer: redirects are not followed (a token must not go elsewhere).
+
+    Attributes:
+        location: The ``Location`` the server gave, if any (secrets redacted).
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
 
 
 class TransportError(WiserError):
