@@ -146,8 +146,8 @@ async def test_ids_are_url_quoted_into_paths(client: AsyncWiserClient, sandbox: 
     from wiser_async.errors import NotFound
 
     with pytest.raises(NotFound) as caught:
-        await client.sites.get("a/b?c")
-    assert caught.value.path == "/sites/a%2Fb%3Fc"
+        await client.sites.get("a b?c#%")
+    assert caught.value.path == "/sites/a%20b%3Fc%23%25"
 
 
 async def test_borrowed_http_client_is_used_and_left_open(

@@ -29,7 +29,7 @@ from ._errors import (
 from ._keys import encoded_key
 from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
 from ._sealing import open_token, seal_token
-from ._token import Token
+from ._token import MAX_STORED_BYTES, Token
 
 __all__ = ["FileTokenStore"]
 
@@ -41,6 +41,8 @@ except ImportError:  # pragma: no cover - not POSIX; only FileTokenStore needs i
     fcntl = None  # type: ignore[assignment]
 
 _FORMAT = 1
+# A token (encrypted, base64, in its envelope) and room to spare.
+_MAX_FILE_BYTES = 2 * MAX_STORED_BYTES
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # What tempfile.mkstemp puts after the prefix: 8 of these characters.
 _TEMPORARY_SUFFIX = "[a-z0-9_]{8}"
@@ -207,10 +209,16 @@ class FileTokenStore:
                     f"{path} is readable by group or others (mode {stat.filemode(mode)}): "
                     "chmod 600 it"
                 )
-            data = file.read()
+            # Bounded: a file of gigabytes is read no further than a token could be.
+            data = file.read(_MAX_FILE_BYTES + 1)
+        if len(data) > _MAX_FILE_BYTES:
+            raise CorruptTokenData(
+                f"{path} holds more than {_MAX_FILE_BYTES} bytes: no token file; delete it to "
+                "store a new token"
+            )
         try:
             envelope = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CorruptTokenData(
                 f"{path} is not a token file (not JSON); delete it to store a new token"
             ) from None

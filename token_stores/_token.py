@@ -14,7 +14,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._errors import CorruptTokenData
 
-__all__ = ["MAX_LIFETIME", "Token"]
+__all__ = ["MAX_EXTRA_DEPTH", "MAX_LIFETIME", "MAX_STORED_BYTES", "Token", "nests_deeper"]
 
 # Token-response fields that `Token` models; anything else is kept in `extra`.
 _KNOWN = frozenset(
@@ -159,6 +159,10 @@ class Token:
         Raises:
             CorruptTokenData: if `data` is not a valid stored token.
         """
+        if nests_deeper({k: v for k, v in data.items() if k not in _KNOWN}):
+            raise CorruptTokenData(
+                f"not a stored token: an unknown field nests deeper than {MAX_EXTRA_DEPTH} levels"
+            )
         try:
             return _CONVERTER.structure(data, Token)
         except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
@@ -176,12 +180,18 @@ class Token:
         Raises:
             CorruptTokenData: if `data` is not JSON or not a token.
         """
+        if len(data) > MAX_STORED_BYTES:
+            raise CorruptTokenData(
+                f"stored token of {len(data)} bytes, more than the {MAX_STORED_BYTES} a token takes"
+            )
         try:
             decoded = json.loads(data.decode() if isinstance(data, bytes) else data)
         except UnicodeDecodeError:
             raise CorruptTokenData("stored token is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise CorruptTokenData(f"stored token is not JSON: {exc.msg}") from None
+        except RecursionError:
+            raise CorruptTokenData("stored token nests arrays or objects too deeply") from None
         if not isinstance(decoded, dict):
             raise CorruptTokenData("stored token is not a JSON object")
         return cls.from_dict(decoded)
@@ -189,6 +199,25 @@ class Token:
 
 # Longer than a year is no lifetime a server means: the default lifetime applies.
 MAX_LIFETIME = 366 * 24 * 3600.0
+# A stored token is a few hundred bytes (a few kB with a JWT): more is no token.
+MAX_STORED_BYTES = 1024 * 1024
+# Levels an unknown field of a stored token may nest: kept values are written
+# out again, and a deeper one would make that fail far from its cause.
+MAX_EXTRA_DEPTH = 32
+
+
+def nests_deeper(value: Any, limit: int = MAX_EXTRA_DEPTH) -> bool:
+    """True if decoded JSON `value` nests more than `limit` levels (iteratively, no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else None
+        if children is None:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _seconds(value: Any) -> float | None:

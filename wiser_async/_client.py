@@ -16,7 +16,7 @@ import httpx2
 import stamina
 
 from ._auth import BearerAuth
-from ._config import ApiConfig
+from ._config import ApiConfig, usable_id
 from ._convert import Codec
 from ._crawl import CrawlResult, DevicesBy, Walk, _Batch, _TreeBuilder, open_walk
 from ._oauth import WiserOAuth
@@ -51,8 +51,10 @@ UNSET: Final = _Unset.UNSET
 DEFAULT_TIMEOUT = 30.0
 _CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# Ids a path cannot hold: empty, or path segments of their own meaning.
-_UNUSABLE_IDS = frozenset({"", ".", ".."})
+# JSON objects a page's body may hold per item asked for, before it is parsed:
+# a device is one object (two with an address); the rest is room for unknown fields.
+OBJECTS_PER_ITEM = 64
+_BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
 
 
 @attrs.define
@@ -338,8 +340,7 @@ class AsyncWiserClient:
 
     def _path(self, template: str, **params: str) -> str:
         for name, value in params.items():
-            if value in _UNUSABLE_IDS or not isinstance(value, str):
-                # Quoted, "." and ".." still walk up the path: another endpoint answers.
+            if not usable_id(value):
                 raise ValueError(f"{name} {value!r} cannot be put in a URL path")
         return template.format(**{name: quote(value, safe="") for name, value in params.items()})
 
@@ -377,7 +378,7 @@ class AsyncWiserClient:
         offset_param, limit_param = self._session.page_params
         target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
         try:
-            body = await self._get_json(target)
+            body = await self._get_json(target, objects=(limit + 1) * OBJECTS_PER_ITEM)
             return self._session.codec.structure_page(
                 body,
                 cls,
@@ -411,9 +412,28 @@ class AsyncWiserClient:
                 return
             offset += page.size
 
-    async def _get_json(self, target: str) -> Any:
-        """GET `target` (a path under the base URL, with its query) and decode its JSON."""
+    async def _get_json(self, target: str, *, objects: int | None = None) -> Any:
+        """GET `target` (a path under the base URL, with its query) and decode its JSON.
+
+        Args:
+            objects: The most JSON objects the body may hold, counted (as
+                ``{``) before it is parsed: a page of 1.4 million empty objects
+                in 4 MiB would cost a hundred megabytes once decoded.
+        """
         content = await self._send("GET", target)
+        # Counted only in a body larger than such a page usually is (1 KiB an
+        # item): a typical page costs no scan.
+        if (
+            objects is not None
+            and len(content) > objects * _BYTES_PER_OBJECT
+            and (count := content.count(b"{")) > objects
+        ):
+            raise DecodeError(
+                f"the body holds {count} JSON objects, beyond what a page of the "
+                f"size asked holds ({objects})",
+                method="GET",
+                path=target,
+            )
         try:
             return json.loads(content)
         except UnicodeDecodeError:

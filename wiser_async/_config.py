@@ -8,6 +8,7 @@ touching the library.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -89,3 +90,20 @@ class ApiConfig:
     paths: Paths = Paths()
     pages: PageFormat = PageFormat()
     aliases: Mapping[type, Mapping[str, str]] = attrs.field(factory=dict)
+
+
+def usable_id(value: object) -> bool:
+    """True if `value` can be one segment of a URL path as it is.
+
+    Not empty, not ``.`` or ``..`` (which walk the path even quoted), and no
+    ``/``, ``\\`` or control character: servers that decode ``%2F`` before
+    routing would read those as more segments, and ``a/../b`` as ``b``.
+    """
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and _PATH_BREAKERS.search(value) is None
+    )
+
+
+_PATH_BREAKERS = re.compile(r"[/\\\x00-\x1f\x7f]")

@@ -387,6 +387,17 @@ class Codec:
         return cast(dict[str, Any], self._converter.unstructure(obj))
 
     def _explain(self, data: Any, cls: type, where: str, *, method: str, path: str) -> DecodeError:
+        if type(data) is dict:
+            known = self._wire_names[cls].values()
+            for key, value in data.items():
+                if key not in known and deeper_than(value, MAX_DEPTH - 1):
+                    # Named by its key's position, not the key: server text.
+                    return DecodeError(
+                        f"unexpected {cls.__name__}: an unknown field at {where} nests deeper "
+                        f"than {MAX_DEPTH} levels",
+                        method=method,
+                        path=path,
+                    )
         try:
             self._converter.structure(data, cls)
         except cattrs.BaseValidationError as exc:

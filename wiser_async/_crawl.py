@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from token_stores import TokenStoreError
 
+from ._config import usable_id
 from .errors import (
     ApiError,
     AuthorizationError,
@@ -38,6 +39,7 @@ from .errors import (
     RequestTimeout,
     ServerError,
     TokenEndpointError,
+    UnexpectedRedirect,
     WiserError,
 )
 from .models import Device, Location, Page, Room, Site
@@ -127,8 +129,9 @@ class Failure:
             the whole account failed.
         kind: What went wrong: ``forbidden``, ``not_found``, ``bad_request``,
             ``rate_limited``, ``server_error``, ``timeout``, ``connection``,
-            ``decode``, ``authorization``, ``store``, ``api_error`` or
-            ``deadline`` (not read before the crawl's deadline).
+            ``decode``, ``redirect``, ``authorization``, ``store``,
+            ``token_endpoint``, ``api_error`` or ``deadline`` (not read before
+            the crawl's deadline).
         status: The HTTP status, when there was one.
         message: The error's message (never a secret).
         collection: The collection being read (``locations``, ``sites``,
@@ -413,8 +416,6 @@ class _FairQueue:
 # Pages a collection may have (500 items each: 50 million items). A larger
 # total is no portfolio but a broken or hostile server: the collection fails.
 MAX_PAGES = 100_000
-# Ids a path cannot hold: empty, or path segments of their own meaning.
-_UNUSABLE_IDS = frozenset({"", ".", ".."})
 
 # Failures that say nothing about the resource itself (the API or the store
 # could not answer in time): a resumed crawl reads those parts again. A 403,
@@ -447,6 +448,7 @@ def _failure_kind(error: BaseException) -> tuple[str, int | None]:
         (RequestTimeout, "timeout"),
         (ConnectionFailed, "connection"),
         (DecodeError, "decode"),
+        (UnexpectedRedirect, "redirect"),
         (ApiError, "api_error"),
         (TokenStoreError, "store"),
     ]
@@ -592,7 +594,7 @@ class _Engine:
         descends = job.collection in ("locations", "sites") or (
             job.collection == "rooms" and self.devices_by == "room"
         )
-        return [item for item in items if item.id in _UNUSABLE_IDS] if descends else []
+        return [item for item in items if not usable_id(item.id)] if descends else []
 
     # -- running ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import httpx2
 
 from token_stores import Token
 
+from ._json import MAX_DEPTH, deeper_than
 from ._redact import Secrets, request_secrets
 from ._status import parse_retry_after
 from .errors import TokenEndpointError
@@ -40,6 +41,9 @@ AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
 # Token answers are a few hundred bytes (a few kB with a JWT).
 _MAX_ANSWER_BYTES = 256 * 1024
 _EXCERPT = 200
+_TOKEN_FIELDS = frozenset(
+    {"access_token", "refresh_token", "token_type", "expires_in", "expires_at", "scope"}
+)
 # RFC 6749 appendix A: tokens are visible ASCII; a token sent in a header must hold no
 # space or control character (RFC 6750 section 2.1).
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
@@ -226,6 +230,22 @@ class TokenEndpoint:
             # Unusable as sent; dropping it keeps the stored refresh token (RFC 6749 section 6).
             logger.warning("the token answer for account %r has an unusable refresh_token", account)
             decoded = {k: v for k, v in decoded.items() if k != "refresh_token"}
+        deep = sorted(
+            name
+            for name, value in decoded.items()
+            if name not in _TOKEN_FIELDS and deeper_than(value, MAX_DEPTH - 1)
+        )
+        if deep:
+            # Kept fields are written to the store: one nested past the bound
+            # would make every save fail. The token itself is kept.
+            logger.warning(
+                "the token answer for account %r has unknown fields that nest deeper than %d "
+                "levels, left out: %s",
+                account,
+                MAX_DEPTH,
+                ", ".join(self._secrets.redact(name, account)[:40] for name in deep),
+            )
+            decoded = {k: v for k, v in decoded.items() if k not in deep}
         token_type = decoded.get("token_type")
         if token_type is None:
             token_type = "Bearer"  # noqa: S105 - required by RFC 6749, yet some servers omit it
