@@ -254,7 +254,7 @@ class _Server(rfc6749.AuthorizationServer):
         self.owner = owner
 
     def query_client(self, client_id: str) -> _Client | None:  # type: ignore[override]  # stubs forget None
-        return self.owner._client if client_id == self.owner.client_id else None
+        return self.owner.registered if client_id == self.owner.client_id else None
 
     def save_token(self, token: dict[str, Any], request: rfc6749.OAuth2Request) -> None:
         if request.refresh_token is not None:
@@ -263,7 +263,7 @@ class _Server(rfc6749.AuthorizationServer):
             code = request.authorization_code
             assert isinstance(code, _Code)
             family = code.family = _Family(user=code.user, scope=code.scope)
-        self.owner._keep(token, family, self.owner.access_token_lifetime)
+        self.owner.keep(token, family, self.owner.access_token_lifetime)
 
     def create_oauth2_request(self, request: _Request) -> _Request:
         return request  # the ASGI app built it already
@@ -293,7 +293,7 @@ class _CodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: rfc6749.OAuth2Request) -> None:
         assert isinstance(request, _Request)
         owner: AuthlibServer = self.server.owner
-        owner._codes[code] = _Code(
+        owner.codes[code] = _Code(
             code=code,
             client_id=owner.client_id,
             redirect_uri=request.params.data["redirect_uri"],
@@ -306,7 +306,7 @@ class _CodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code: str, client: rfc6749.ClientMixin) -> _Code | None:
         owner: AuthlibServer = self.server.owner
-        found = owner._codes.get(code)
+        found = owner.codes.get(code)
         if found is None or found.client_id != client.get_client_id():
             return None
         if found.family is not None:
@@ -330,7 +330,7 @@ class _RefreshGrant(grants.RefreshTokenGrant):
     # authlib checks neither expiry nor revocation here; the lookup must.
     def authenticate_refresh_token(self, refresh_token: str) -> _Token | None:  # type: ignore[override]  # stubs forget None
         owner: AuthlibServer = self.server.owner
-        found = owner._refresh.get(refresh_token)
+        found = owner.refresh_tokens.get(refresh_token)
         if found is None or found.is_revoked():
             return None
         if found.rotated:
@@ -362,7 +362,7 @@ class _Validator(rfc6750.BearerTokenValidator):
         self.owner = owner
 
     def authenticate_token(self, token_string: str) -> _Token | None:
-        return self.owner._access.get(token_string)
+        return self.owner.access_tokens.get(token_string)
 
 
 class _DroppedAnswer(Exception):
@@ -423,7 +423,7 @@ class AuthlibServer:
         issuer: str | None = "https://indie.test/",
         redirect_uris: Collection[str] | None = None,
     ) -> None:
-        self._client = _Client(
+        self.registered = _Client(
             client_id,
             client_secret,
             tuple(auth_methods),
@@ -434,9 +434,9 @@ class AuthlibServer:
         self.issuer = issuer
         # The app runs on uvicorn's thread, the helpers on the tests': all state under one lock.
         self._lock = threading.Lock()
-        self._codes: dict[str, _Code] = {}
-        self._access: dict[str, _Token] = {}
-        self._refresh: dict[str, _Token] = {}
+        self.codes: dict[str, _Code] = {}
+        self.access_tokens: dict[str, _Token] = {}
+        self.refresh_tokens: dict[str, _Token] = {}
         self._server = _Server(self)
         self._server.register_token_generator(
             "default",
@@ -457,12 +457,12 @@ class AuthlibServer:
     @property
     def client_id(self) -> str:
         """The registered client's id."""
-        return self._client.client_id
+        return self.registered.client_id
 
     @property
     def client_secret(self) -> str:
         """The registered client's secret."""
-        return self._client.client_secret
+        return self.registered.client_secret
 
     def __repr__(self) -> str:
         return f"AuthlibServer(client_id={self.client_id!r}, issuer={self.issuer!r})"
@@ -502,19 +502,19 @@ class AuthlibServer:
             lifetime: Seconds the access token lives (negative: expired already).
         """
         life = self.access_token_lifetime if lifetime is None else lifetime
-        scope = " ".join(self._client.granted)
+        scope = " ".join(self.registered.granted)
         with self._lock:
             token = self._server.generate_token(
-                "authorization_code", self._client, user=customer, scope=scope
+                "authorization_code", self.registered, user=customer, scope=scope
             )
             token["expires_in"] = int(life)
-            self._keep(token, _Family(user=customer, scope=scope), life)
+            self.keep(token, _Family(user=customer, scope=scope), life)
         return dict(token)
 
     def is_live(self, access_token: str) -> bool:
         """Whether the API accepts `access_token` now."""
         with self._lock:
-            found = self._access.get(access_token)
+            found = self.access_tokens.get(access_token)
             return found is not None and not found.is_revoked() and not found.is_expired()
 
     def current_refresh_token(self, customer: str = "default") -> str | None:
@@ -522,12 +522,12 @@ class AuthlibServer:
         with self._lock:
             live = [
                 token.refresh_token
-                for token in self._refresh.values()
+                for token in self.refresh_tokens.values()
                 if token.family.user == customer and not token.rotated and not token.is_revoked()
             ]
         return live[-1] if live else None
 
-    def _keep(self, token: dict[str, Any], family: _Family, lifetime: float) -> None:
+    def keep(self, token: dict[str, Any], family: _Family, lifetime: float) -> None:
         record = _Token(
             access_token=token["access_token"],
             refresh_token=token.get("refresh_token"),
@@ -535,9 +535,9 @@ class AuthlibServer:
             family=family,
             client_id=self.client_id,
         )
-        self._access[record.access_token] = record
+        self.access_tokens[record.access_token] = record
         if record.refresh_token is not None:
-            self._refresh[record.refresh_token] = record
+            self.refresh_tokens[record.refresh_token] = record
 
     # -- HTTP -------------------------------------------------------------------------
 

@@ -26,10 +26,19 @@ SPEC = PortfolioSpec(
 )
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each async test once per event loop the library supports."""
-    return str(request.param)
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"debug": True}), id="asyncio"),
+        pytest.param("trio", id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Run each async test once per event loop the library supports.
+
+    asyncio runs in debug mode: a coroutine never awaited, a callback from the
+    wrong thread or a transport left open fails the test (warnings are errors).
+    """
+    return request.param
 
 
 @pytest.fixture(scope="session")

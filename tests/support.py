@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
 # Retries without the production waits, so fault tests stay fast.
 FAST_RETRY = RetryPolicy(
-    attempts=4, deadline=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0
+    attempts=4, timeout=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0
 )
 
 
@@ -73,8 +73,10 @@ async def consent(url: str) -> str:
 def make_client(
     oauth: WiserOAuth, urls: SandboxUrls, account: str = "acct", **options: Any
 ) -> AsyncWiserClient:
+    """A client of the sandbox at `urls`; `config=` replaces the default `ApiConfig`."""
     options.setdefault("retry", FAST_RETRY)
-    return AsyncWiserClient(oauth, account, config=ApiConfig(base_url=urls.api_base_url), **options)
+    options.setdefault("config", ApiConfig(base_url=urls.api_base_url))
+    return AsyncWiserClient(oauth, account, **options)
 
 
 def free_port() -> int:
@@ -187,3 +189,52 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     server.kill()
     raise RuntimeError("redis-server did not start")
+
+
+class CountingTransport(httpx2.AsyncBaseTransport):
+    """An HTTP transport that counts what passes through it (for pass-through checks).
+
+    `started` counts requests handed to the inner transport, `open` the
+    responses whose body has not been closed yet: a connection a cancelled
+    call left checked out shows as `open > 0`.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx2.AsyncHTTPTransport()
+        self.started = 0
+        self.open = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.started += 1
+        self.open += 1
+        try:
+            response = await self.inner.handle_async_request(request)
+        except BaseException:
+            self.open -= 1
+            raise
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_CountedStream(response, self),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _CountedStream(httpx2.AsyncByteStream):
+    def __init__(self, response: httpx2.Response, owner: CountingTransport) -> None:
+        self._response = response
+        self._owner = owner
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._owner.open -= 1
+        await self._response.aclose()

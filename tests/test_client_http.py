@@ -16,7 +16,7 @@ from wiser_async import (
     Room,
     Site,
 )
-from wiser_async._convert import Codec
+from wiser_async._decode import Codec
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
 from .conftest import SPEC
@@ -90,7 +90,7 @@ async def test_site_devices_include_devices_in_no_room(
 ) -> None:
     portfolio = sandbox.portfolio_for()
     site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
-    devices = await client.devices.list(site_id=site_id, page_size=5)
+    devices = await client.devices.of_site(site_id).list(page_size=5)
     assert devices == [truth(d, Device) for d in portfolio.site_devices(site_id)]
     assert len(devices) == SPEC.devices_per_site
     assert sum(device.room_id is None for device in devices) == SPEC.unassigned_devices_per_site
@@ -104,7 +104,7 @@ async def test_room_devices_and_device_get(client: AsyncWiserClient, sandbox: Sa
     portfolio = sandbox.portfolio_for()
     site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
     room_id = next(portfolio.rooms(site_id))["id"]
-    devices = await client.devices.list(room_id=room_id, page_size=2)
+    devices = await client.devices.of_room(room_id).list(page_size=2)
     assert devices == [truth(d, Device) for d in portfolio.room_devices(room_id)]
     assert devices
     assert all(device.room_id == room_id for device in devices)
@@ -117,11 +117,11 @@ async def test_pages_without_total_are_read_until_a_short_page(
     sandbox.faults = Faults(omit_total=True)
     portfolio = sandbox.portfolio_for()
     site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
-    pages = [page async for page in client.devices.pages(site_id=site_id, page_size=5)]
+    pages = [page async for page in client.devices.of_site(site_id).pages(page_size=5)]
     assert [len(page.items) for page in pages] == [5, 5, 2]
     assert all(page.total is None for page in pages)
     # An exact multiple of the page size costs one empty page more.
-    pages = [page async for page in client.devices.pages(site_id=site_id, page_size=4)]
+    pages = [page async for page in client.devices.of_site(site_id).pages(page_size=4)]
     assert [len(page.items) for page in pages] == [4, 4, 4, 0]
 
 
@@ -135,11 +135,17 @@ async def test_page_reports_total_when_the_api_gives_it(
     assert not page.is_last
 
 
-async def test_devices_need_exactly_one_parent(client: AsyncWiserClient) -> None:
-    with pytest.raises(TypeError, match="exactly one"):
-        await client.devices.list()
-    with pytest.raises(TypeError, match="exactly one"):
-        await client.devices.list(site_id="a", room_id="b")
+async def test_devices_are_listed_of_a_site_or_of_a_room_by_name(
+    client: AsyncWiserClient, sandbox: Sandbox
+) -> None:
+    site = next(sandbox.portfolio_for().sites(next(sandbox.portfolio_for().locations())["id"]))
+    by_site = client.devices.of_site(site["id"])
+    assert by_site.path == f"/sites/{site['id']}/devices"
+    room = next(sandbox.portfolio_for().rooms(site["id"]))
+    assert client.devices.of_room(room["id"]).path == f"/rooms/{room['id']}/devices"
+    with pytest.raises(ValueError, match="cannot be put in a URL path"):
+        client.devices.of_site("")  # refused before any request
+    assert sandbox.stats.requests == 0
 
 
 async def test_ids_are_url_quoted_into_paths(client: AsyncWiserClient, sandbox: Sandbox) -> None:
@@ -199,7 +205,7 @@ async def test_page_sizes_beyond_the_api_maximum_are_refused_before_asking(
     for call in (
         client.locations.list(page_size=501),
         client.locations.page(limit=0),
-        client.devices.list(site_id="s", page_size=1000),
+        client.devices.of_site("s").list(page_size=1000),
     ):
         with pytest.raises(ValueError, match="between 1 and 500"):
             await call

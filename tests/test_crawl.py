@@ -12,7 +12,7 @@ import attrs
 import httpx2
 import pytest
 
-from tests.support import FAST_RETRY, issue, make_client, make_oauth
+from tests.support import FAST_RETRY, CountingTransport, issue, make_client, make_oauth, wait_until
 from token_stores import MemoryTokenStore
 from wiser_async import AsyncWiserClient, CrawlResult, Failure, Node
 from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox, SandboxUrls
@@ -214,7 +214,7 @@ async def test_slow_consumer_slows_the_walk_instead_of_buffering(
         await anyio.sleep(0.3)
         assert sandbox.stats.requests == during_stall  # stalled, not racing ahead
         rest = [node async for node in iterator]
-        workers = walk._engine.workers
+        workers = walk.workers
     # Blocked workers hold one page each, plus the stream's buffer.
     assert during_stall <= workers + 2
     assert len(rest) + 1 == len(truth(sandbox, "acct", "default"))
@@ -250,7 +250,7 @@ async def test_forbidden_missing_and_malformed_parts_are_recorded_and_the_crawl_
 
 
 async def test_a_crawl_with_5xx_drops_and_429_bursts_equals_the_truth_or_reports_what_is_missing(
-    anyio_backend: str,
+    anyio_backend: object,
 ) -> None:
     spec = PortfolioSpec(
         seed=3, locations=3, sites_per_location=6, rooms_per_site=2, devices_per_site=14
@@ -281,39 +281,42 @@ async def test_cancelling_a_walk_stops_every_request_and_leaks_no_connection(
     sandbox: Sandbox, urls: SandboxUrls
 ) -> None:
     sandbox.faults = Faults(latency=0.1)
-    async with crawler(sandbox, urls) as client:
+    counted = CountingTransport()
+    async with crawler(sandbox, urls, transport=counted) as client:
         with anyio.move_on_after(0.25):
             async with client.walk(page_size=2) as walk:
                 async for _ in walk:
                     pass
-        pool = client._session.http._transport._pool  # type: ignore[attr-defined]
-        assert all(conn.is_idle() or conn.is_closed() for conn in pool.connections)
-        await anyio.sleep(0.15)  # requests already on the wire reach the sandbox
-        after_cancel = sandbox.stats.requests
-        await anyio.sleep(0.4)
-        assert sandbox.stats.requests == after_cancel  # nothing kept running
-        assert sandbox.stats.in_flight == 0
-        # The client is still usable after the cancelled walk.
+        assert counted.started > 0
+        # Every request the walk started has ended and given back its connection.
+        assert counted.open == 0
+        after_cancel = counted.started
+        # The client is still usable after the cancelled walk, and sends only its own request.
         assert len(await client.locations.list()) == SPEC.locations
+        assert counted.started == after_cancel + 1
+        assert counted.open == 0
+    await wait_until(lambda: sandbox.stats.in_flight == 0)
 
 
 async def test_breaking_out_of_a_walk_early_stops_it(sandbox: Sandbox, urls: SandboxUrls) -> None:
-    async with crawler(sandbox, urls) as client:
+    counted = CountingTransport()
+    async with crawler(sandbox, urls, transport=counted) as client:
         async with client.walk(page_size=2) as walk:
             async for node in walk:
                 if node.kind == "site":
                     break
-        await anyio.sleep(0.1)  # requests already on the wire reach the sandbox
-        requests = sandbox.stats.requests
-        await anyio.sleep(0.2)
-        assert sandbox.stats.requests == requests
+        # Leaving the walk's block ended its requests; the next call is the only one sent.
+        assert counted.open == 0
+        after_break = counted.started
+        await client.locations.list()
+        assert counted.started == after_break + 1
 
 
 async def test_deadline_reports_what_was_not_read(sandbox: Sandbox, urls: SandboxUrls) -> None:
     sandbox.faults = Faults(latency=0.2)
     async with crawler(sandbox, urls) as client:
         started = anyio.current_time()
-        result = await client.crawl(deadline=0.5, page_size=2)
+        result = await client.crawl(timeout=0.5, page_size=2)
         elapsed = anyio.current_time() - started
     assert elapsed < 2.0
     assert not result.complete
@@ -387,12 +390,14 @@ async def test_an_error_in_the_walk_block_comes_out_as_itself(
             await consume(client)
 
 
-def stub_api(handler: Any) -> AsyncWiserClient:
+@asynccontextmanager
+async def stub_api(handler: Any) -> AsyncIterator[AsyncWiserClient]:
     """A client whose API (and token endpoint) is `handler`, in process."""
     from token_stores import Token
     from wiser_async import ApiConfig, WiserOAuth
 
     store = MemoryTokenStore()
+    await store.save("acct", Token(access_token="a", refresh_token="r", expires_at=4e9))
     transport = httpx2.MockTransport(handler)
     oauth = WiserOAuth(
         client_id="c",
@@ -401,14 +406,14 @@ def stub_api(handler: Any) -> AsyncWiserClient:
         token_url="https://auth.invalid/token",
         transport=transport,
     )
-    store._tokens["acct"] = Token(access_token="a", refresh_token="r", expires_at=4e9)
-    return AsyncWiserClient(
+    async with AsyncWiserClient(
         oauth,
         "acct",
         config=ApiConfig(base_url="https://api.invalid/v1"),
         transport=transport,
         retry=FAST_RETRY,
-    )
+    ) as client:
+        yield client
 
 
 def page_of(

@@ -6,6 +6,7 @@ Every error names the method and path, and never shows a secret.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -46,12 +47,21 @@ class Session:
         return str(next(portfolio.sites(next(portfolio.locations())["id"]))["id"])
 
 
-@pytest.fixture
-async def session(sandbox: Sandbox, urls: SandboxUrls) -> AsyncIterator[Session]:
+@asynccontextmanager
+async def session_with(
+    sandbox: Sandbox, urls: SandboxUrls, **options: Any
+) -> AsyncIterator[Session]:
+    """A client with these options (`make_client`'s), its token and the sandbox."""
     store = MemoryTokenStore()
     token = await issue(sandbox, store, "acct")
-    async with make_oauth(urls, store) as oauth, make_client(oauth, urls) as client:
+    async with make_oauth(urls, store) as oauth, make_client(oauth, urls, **options) as client:
         yield Session(client, token, sandbox)
+
+
+@pytest.fixture
+async def session(sandbox: Sandbox, urls: SandboxUrls) -> AsyncIterator[Session]:
+    async with session_with(sandbox, urls) as session:
+        yield session
 
 
 def check(error: WiserError, session: Session, path_start: str) -> None:
@@ -62,17 +72,15 @@ def check(error: WiserError, session: Session, path_start: str) -> None:
     assert_no_secret(error, session.secrets)
 
 
-async def test_400_fails_without_retry(session: Session) -> None:
+async def test_400_fails_without_retry(sandbox: Sandbox, urls: SandboxUrls) -> None:
     from wiser_async import ApiConfig, PageFormat
 
     # A client told the API takes pages of 1,000 asks for one; the API refuses.
-    config = ApiConfig(
-        base_url=session.client.config.base_url, pages=PageFormat(max_page_size=1000)
-    )
-    session.client._session.config = config
-    with pytest.raises(BadRequest) as caught:
-        await session.client.locations.page(limit=1000)
-    check(caught.value, session, "/locations?offset=0&limit=1000")
+    config = ApiConfig(base_url=urls.api_base_url, pages=PageFormat(max_page_size=1000))
+    async with session_with(sandbox, urls, config=config) as session:
+        with pytest.raises(BadRequest) as caught:
+            await session.client.locations.page(limit=1000)
+        check(caught.value, session, "/locations?offset=0&limit=1000")
     assert caught.value.status_code == 400
     assert caught.value.code is not None
     assert session.sandbox.stats.requests == 1
@@ -134,7 +142,7 @@ async def test_401_twice_fails_as_authorization_required_naming_the_path() -> No
     ):
         with pytest.raises(AuthorizationRequired) as caught:
             await client.locations.list()
-    assert caught.value.path == "/locations?offset=0&limit=100"
+    assert caught.value.path == "/locations?offset=0&limit=500"
     assert token_calls == 1
     assert client.stats.requests == 2
     assert_no_secret(caught.value, ["A0", "A1", "R0"])
@@ -195,26 +203,25 @@ async def test_429_after_the_allowed_attempts_is_rate_limited(session: Session) 
     assert session.client.stats.throttled == FAST_RETRY.attempts
 
 
-async def test_429_with_an_http_date_retry_after(session: Session) -> None:
-    session.sandbox.faults = Faults(
-        throttle_rate=1.0, retry_after=1.0, retry_after_format="http-date"
-    )
-    client = session.client
-    client._session.retry = RetryPolicy(attempts=1)
-    with pytest.raises(RateLimited) as caught:
-        await client.locations.page()
+async def test_429_with_an_http_date_retry_after(sandbox: Sandbox, urls: SandboxUrls) -> None:
+    sandbox.faults = Faults(throttle_rate=1.0, retry_after=1.0, retry_after_format="http-date")
+    async with session_with(sandbox, urls, retry=RetryPolicy(attempts=1)) as session:
+        with pytest.raises(RateLimited) as caught:
+            await session.client.locations.page()
     assert caught.value.retry_after is not None
     assert 0 <= caught.value.retry_after <= 2
 
 
-async def test_retry_after_beyond_the_deadline_is_not_waited_for(session: Session) -> None:
-    session.sandbox.faults = Faults(throttle_rate=1.0, retry_after=30.0)
-    session.client._session.retry = attrs.evolve(FAST_RETRY, deadline=1.0)
-    started = anyio.current_time()
-    with pytest.raises(RateLimited):
-        await session.client.locations.page()
-    assert anyio.current_time() - started < 1.0
-    assert session.sandbox.stats.requests == 1
+async def test_retry_after_beyond_the_time_limit_is_not_waited_for(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    sandbox.faults = Faults(throttle_rate=1.0, retry_after=30.0)
+    async with session_with(sandbox, urls, retry=attrs.evolve(FAST_RETRY, timeout=1.0)) as session:
+        started = anyio.current_time()
+        with pytest.raises(RateLimited):
+            await session.client.locations.page()
+        assert anyio.current_time() - started < 1.0
+    assert sandbox.stats.requests == 1
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -237,13 +244,16 @@ async def test_html_503_body_gives_a_readable_server_error(session: Session) -> 
     assert caught.value.body_excerpt is not None
 
 
-async def test_transient_5xx_and_drops_are_retried_to_success(session: Session) -> None:
-    session.sandbox.faults = Faults(error_rate=0.3, drop_rate=0.2, seed=3)
-    session.client._session.retry = attrs.evolve(FAST_RETRY, attempts=10, budget_burst=1000)
-    for _ in range(10):
-        assert len(await session.client.locations.list(page_size=1)) == 3
-    assert session.client.stats.retries > 0
-    assert session.client.stats.failures == 0
+async def test_transient_5xx_and_drops_are_retried_to_success(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    sandbox.faults = Faults(error_rate=0.3, drop_rate=0.2, seed=3)
+    retry = attrs.evolve(FAST_RETRY, attempts=10, budget_burst=1000)
+    async with session_with(sandbox, urls, retry=retry) as session:
+        for _ in range(10):
+            assert len(await session.client.locations.list(page_size=1)) == 3
+        assert session.client.stats.retries > 0
+        assert session.client.stats.failures == 0
 
 
 async def test_timeouts_are_retried_then_fail_as_request_timeout(
@@ -258,7 +268,7 @@ async def test_timeouts_are_retried_then_fail_as_request_timeout(
     ):
         with pytest.raises(RequestTimeout) as caught:
             await client.locations.page()
-    assert caught.value.path == "/locations?offset=0&limit=100"
+    assert caught.value.path == "/locations?offset=0&limit=500"
     assert client.stats.retries == 1
     assert_no_secret(caught.value, secrets_of(token))
 
@@ -281,17 +291,15 @@ async def test_truncated_json_body_is_a_decode_error_and_not_retried(session: Se
     assert session.sandbox.stats.requests == 1
 
 
-async def test_retry_budget_stops_retry_storms(session: Session) -> None:
-    session.sandbox.faults = Faults(error_rate=1.0)
-    session.client._session.retry = attrs.evolve(FAST_RETRY, budget_burst=3, budget_ratio=0.0)
-    from wiser_async._retry import RetryBudget
-
-    session.client._session.budget = RetryBudget(0.0, 3)
-    for _ in range(5):
-        with pytest.raises(ServerError):
-            await session.client.locations.page()
+async def test_retry_budget_stops_retry_storms(sandbox: Sandbox, urls: SandboxUrls) -> None:
+    sandbox.faults = Faults(error_rate=1.0)
+    retry = attrs.evolve(FAST_RETRY, budget_burst=3, budget_ratio=0.0)
+    async with session_with(sandbox, urls, retry=retry) as session:
+        for _ in range(5):
+            with pytest.raises(ServerError):
+                await session.client.locations.page()
     # Five calls, three retries in the budget, then no more.
-    assert session.sandbox.stats.requests == 5 + 3
+    assert sandbox.stats.requests == 5 + 3
 
 
 async def test_huge_bodies_are_refused(sandbox: Sandbox, urls: SandboxUrls) -> None:
@@ -304,7 +312,7 @@ async def test_huge_bodies_are_refused(sandbox: Sandbox, urls: SandboxUrls) -> N
         portfolio = sandbox.portfolio_for()
         site_id = next(portfolio.sites(next(portfolio.locations())["id"]))["id"]
         with pytest.raises(DecodeError, match="1000-byte limit"):
-            await client.devices.page(site_id=site_id)
+            await client.devices.of_site(site_id).page()
 
 
 def test_errors_pickle_with_their_attributes() -> None:

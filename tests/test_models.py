@@ -1,13 +1,15 @@
-"""Decoding API JSON into typed models (`wiser_async._convert`)."""
+"""Decoding API JSON into typed models (`wiser_async._decode`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from wiser_async import (
+    Address,
     ApiConfig,
     Device,
     DeviceCategory,
@@ -19,8 +21,10 @@ from wiser_async import (
     Site,
     SiteType,
 )
-from wiser_async._convert import Codec, camel_case
+from wiser_async._decode import Codec, camel_case
 from wiser_async.errors import DecodeError
+
+T = TypeVar("T")
 
 KEYS = PageFormat()
 DEVICE: dict[str, Any] = {
@@ -194,6 +198,56 @@ def test_aliases_rename_fields_and_envelope_keys_are_configurable() -> None:
     assert codec.unstructure(page.items[0])["ratedCurrent"] == 10.0
 
 
+def test_an_alias_of_one_model_does_not_rename_another_models_field_in_errors() -> None:
+    codec = Codec({Device: {"name": "label"}, Address: {"postal_code": "zip"}})
+    with pytest.raises(DecodeError) as caught:
+        codec.structure({"id": "l", "name": [5]}, Location, method="GET", path="/locations")
+    assert "$.name" in str(caught.value)
+    assert "label" not in str(caught.value)
+    with pytest.raises(DecodeError) as caught:
+        codec.structure({"id": "d", "label": [5]}, Device, method="GET", path="/devices")
+    assert "$.label" in str(caught.value)
+    # A nested model's field is named by that model's alias.
+    with pytest.raises(DecodeError) as caught:
+        codec.structure(
+            {"id": "l", "address": {"zip": [5]}}, Location, method="GET", path="/locations"
+        )
+    assert "$.address.zip" in str(caught.value)
+
+
+def test_the_same_aliases_share_one_codec_and_other_aliases_get_their_own() -> None:
+    aliases: dict[type, dict[str, str]] = {Device: {"name": "label"}}
+    assert Codec.shared(aliases) is Codec.shared({Device: {"name": "label"}})
+    assert Codec.shared(aliases) is not Codec.shared({Device: {"name": "title"}})
+    assert Codec.shared() is Codec.shared({})
+
+
+def test_generated_decoding_code_is_shown_in_tracebacks() -> None:
+    import traceback
+
+    try:
+        Codec().fast(Device)({"id": "d", "name": object()}, Device)
+    except TypeError as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+    generated = [frame for frame in frames if frame.filename.startswith("<wiser_async decode")]
+    assert generated, frames
+    assert generated[0].line  # the source line is found through linecache
+
+
+def test_a_fast_decoder_refusing_what_cattrs_accepts_is_reported_as_a_bug() -> None:
+    def refuse(data: Any, cls: type) -> Any:
+        raise KeyError("id")
+
+    class Broken(Codec):
+        def fast(self, cls: type[T]) -> Callable[[Any, type], T]:
+            return refuse
+
+    codec = Broken()
+    with pytest.raises(DecodeError, match="a bug in wiser_async") as caught:
+        codec.structure({"id": "d"}, Device, method="GET", path="/devices")
+    assert "KeyError" in str(caught.value)
+
+
 def test_aliases_for_a_class_that_is_not_a_model_are_refused() -> None:
     with pytest.raises(ValueError, match="not models"):
         Codec({dict: {"a": "b"}})
@@ -214,11 +268,11 @@ def test_wire_round_trip_of_offset_timestamps() -> None:
 def agree(codec: Codec, cls: type[Any], data: Any) -> None:
     """The fast path and the cattrs converter accept and refuse the same data alike."""
     try:
-        fast = codec._structure_fns[cls](data, cls)
+        fast = codec.fast(cls)(data, cls)
     except Exception:  # noqa: BLE001 - compared below
         fast = None
     try:
-        slow = codec._converter.structure(data, cls)
+        slow = codec.explained(data, cls)
     except Exception:  # noqa: BLE001 - compared below
         slow = None
     assert fast == slow, data

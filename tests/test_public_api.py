@@ -24,17 +24,25 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "ApiConfig",
         "AsyncWiserClient",
         "AuthorizationRequest",
+        "Batch",
         "ClientStats",
         "CrawlResult",
         "CrawlStats",
         "DeviceChange",
+        "Event",
+        "Events",
         "Failure",
+        "FailureEvent",
         "JsonlCrawl",
+        "Listing",
         "LocationTree",
         "Node",
         "RoomTree",
         "SiteTree",
         "SnapshotDiff",
+        "Requester",
+        "UnitDone",
+        "Unset",
         "Walk",
         "crawl_to_json",
         "crawl_to_jsonl",
@@ -59,6 +67,24 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         assert getattr(wiser_async, name) is not None
 
 
+@pytest.mark.parametrize("module", [wiser_async, token_stores], ids=lambda module: module.__name__)
+def test_all_is_sorted_so_additions_are_reviewed_in_place(module: object) -> None:
+    names = list(module.__all__)  # type: ignore[attr-defined]
+    # isort's order (ruff's RUF022): CONSTANTS, then Classes, then functions.
+    assert names == sorted(
+        names, key=lambda name: (not name.isupper(), not name[0].isupper(), name)
+    )
+    assert len(names) == len(set(names))
+
+
+def test_public_names_read_as_the_packages_own() -> None:
+    # A traceback or repr shows wiser_async.Walk, not a private module's path.
+    for name in wiser_async.__all__:
+        value = getattr(wiser_async, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == "wiser_async", name
+
+
 def test_token_stores_exports_exactly_the_intended_names() -> None:
     assert set(token_stores.__all__) == {
         "DEFAULT_LOCK_TIMEOUT",
@@ -76,11 +102,18 @@ def test_token_stores_exports_exactly_the_intended_names() -> None:
         "TokenStore",
         "TokenStoreError",
         "UnsupportedTokenFormat",
+        "open_store",
     }
 
 
 def test_design_names_import() -> None:
-    from token_stores import MemoryTokenStore, Token, TokenStore  # noqa: F401
+    from token_stores import (  # noqa: F401
+        FileTokenStore,
+        MemoryTokenStore,
+        RedisTokenStore,
+        Token,
+        TokenStore,
+    )
     from wiser_async import (  # noqa: F401
         AsyncWiserClient,
         Device,

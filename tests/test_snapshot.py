@@ -155,7 +155,7 @@ async def test_a_deadline_leaves_a_resumable_crawl(
     output = tmp_path / "crawl.jsonl"
     async with connected(sandbox, urls) as client:
         sandbox.faults = Faults(latency=0.05)
-        cut = await crawl_to_jsonl(client, output, page_size=5, deadline=0.3)
+        cut = await crawl_to_jsonl(client, output, page_size=5, timeout=0.3)
         assert {failure.kind for failure in cut.failures} == {"deadline"}
         assert not cut.finished
         assert not cut.complete

@@ -47,6 +47,7 @@ def test_each_status_maps_to_its_error_class(status: int, kind: type[ApiError]) 
 
 def test_error_envelope_fields_are_kept() -> None:
     error = error_for_response(403, JSON, ENVELOPE, method="GET", path="/sites/s1")
+    assert isinstance(error, ApiError)
     assert error.code == "consent_required"
     assert error.request_id == "r-1"
     assert "no consent" in str(error)

@@ -216,7 +216,7 @@ async def encrypted_pair(
         return opened
 
     async def raw_redis(key: str) -> bytes:
-        token_key = stores[0]._keys(key)[0]
+        token_key = stores[0].redis_keys(key)[0]
         values = await client.hgetall(token_key)
         return str(values).encode()
 
@@ -294,9 +294,9 @@ async def redis_store(redis_url: str) -> AsyncIterator[RedisTokenStore]:
 async def test_redis_keys_of_an_account_share_a_cluster_slot(redis_store: RedisTokenStore) -> None:
     from redis.crc import key_slot
 
-    token_key, lock_key = redis_store._keys("acme")
+    token_key, lock_key = redis_store.redis_keys("acme")
     assert key_slot(token_key.encode()) == key_slot(lock_key.encode())
-    assert redis_store._keys("acme") != redis_store._keys("other")
+    assert redis_store.redis_keys("acme") != redis_store.redis_keys("other")
 
 
 async def test_redis_lock_lease_is_extended_while_held(redis_store: RedisTokenStore) -> None:
@@ -308,52 +308,64 @@ async def test_redis_lock_lease_is_extended_while_held(redis_store: RedisTokenSt
 
 
 async def test_redis_lock_of_a_dead_holder_frees_itself_after_the_lease(
-    redis_store: RedisTokenStore,
+    redis_store: RedisTokenStore, redis_url: str
 ) -> None:
-    _, lock_key = redis_store._keys("acme")
+    import redis.asyncio
+
+    _, lock_key = redis_store.redis_keys("acme")
     # A holder that died: its lock key stays until the lease runs out.
-    abandoned = redis_store._redis.lock(lock_key, timeout=redis_store.lease)
+    client = redis.asyncio.from_url(redis_url)
+    abandoned = client.lock(lock_key, timeout=redis_store.lease)
     assert await abandoned.acquire(blocking=False)
     started = anyio.current_time()
     async with redis_store.lock("acme", timeout=2):
         waited = anyio.current_time() - started
+    await client.aclose()
     assert 0.1 < waited < 1.0
 
 
 async def test_refresher_whose_lease_expired_cannot_overwrite_a_newer_token(
-    redis_store: RedisTokenStore, monkeypatch: pytest.MonkeyPatch
+    redis_store: RedisTokenStore, redis_url: str
 ) -> None:
+    import redis.asyncio
+
     await redis_store.save("acme", make_token("t1"))
-
-    async def stalled(*_: object) -> None:
-        await anyio.sleep_forever()  # a holder paused long enough to lose its lease
-
-    with monkeypatch.context() as patch:
-        patch.setattr(redis_store, "_keep_leased", stalled)
-        async with redis_store.lock("acme"):
-            slow_view = await redis_store.load("acme")
-            await anyio.sleep(0.5)  # the lease (0.3 s) expires
-            # Another worker takes the lock and refreshes.
-            async with redis_store.lock("acme", timeout=1):
-                assert await redis_store.compare_and_set("acme", slow_view, make_token("t2"))
-            # The slow refresher comes back with what it read before.
-            assert not await redis_store.compare_and_set("acme", slow_view, make_token("t3"))
+    _, lock_key = redis_store.redis_keys("acme")
+    client = redis.asyncio.from_url(redis_url)
+    # A holder paused long enough to lose its lease: it took the lock and read the token.
+    paused = client.lock(lock_key, timeout=redis_store.lease)
+    assert await paused.acquire(blocking=False)
+    slow_view = await redis_store.load("acme")
+    for _ in range(1000):  # the lease runs out (0.3 s)
+        if not await client.exists(lock_key):
+            break
+        await anyio.sleep(0.01)
+    # Another worker takes the lock and refreshes.
+    async with redis_store.lock("acme", timeout=1):
+        assert await redis_store.compare_and_set("acme", slow_view, make_token("t2"))
+    # The paused refresher comes back with what it read before.
+    assert not await redis_store.compare_and_set("acme", slow_view, make_token("t3"))
+    await client.aclose()
     stored = await redis_store.load("acme")
     assert stored is not None
     assert stored.access_token == "t2"
 
 
 async def test_redis_ttl_expires_tokens(redis_url: str) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.from_url(redis_url)
     store = RedisTokenStore(redis_url, prefix=f"test-{uuid.uuid4().hex}", ttl=60)
     try:
         await store.save("acme", make_token())
-        ttl_ms = await store._redis.pttl(store._keys("acme")[0])
+        ttl_ms = await client.pttl(store.redis_keys("acme")[0])
         assert 55_000 < ttl_ms <= 60_000
         assert await store.compare_and_set("acme", make_token(), make_token("t2"))
-        assert await store._redis.pttl(store._keys("acme")[0]) > 55_000
+        assert await client.pttl(store.redis_keys("acme")[0]) > 55_000
     finally:
         await store.delete("acme")
         await store.aclose()
+        await client.aclose()
 
 
 async def test_redis_store_borrows_a_client_without_closing_it(redis_url: str) -> None:

@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._file import FileTokenStore
 from ._memory import MemoryTokenStore
+from ._open import open_store
 from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld, TokenStore
 from ._redis import RedisTokenStore
 from ._token import Token
@@ -37,4 +38,5 @@ __all__ = [
     "TokenStore",
     "TokenStoreError",
     "UnsupportedTokenFormat",
+    "open_store",
 ]

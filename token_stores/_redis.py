@@ -241,7 +241,8 @@ class RedisTokenStore:
     def _tag(key: str) -> str:
         return hashlib.sha256(encoded_key(key)).hexdigest()[:24]
 
-    def _keys(self, key: str) -> tuple[str, str]:
+    def redis_keys(self, key: str) -> tuple[str, str]:
+        """The Redis keys of an account: its token hash and its lock, in one cluster slot."""
         base = f"{self.prefix}:{{{self._tag(key)}}}"
         return f"{base}:token", f"{base}:lock"
 
@@ -314,7 +315,7 @@ class RedisTokenStore:
             StoreUnavailable: Redis cannot serve now.
             ValueError: `key` is not valid Unicode text (a lone surrogate).
         """
-        token_key, _ = self._keys(key)
+        token_key, _ = self.redis_keys(key)
         data, encrypted = await self._call(
             lambda: self._redis.hmget(token_key, ["data", "enc"]), token_key
         )
@@ -326,7 +327,7 @@ class RedisTokenStore:
 
     async def save(self, key: str, token: Token) -> None:
         """Store `token` for `key`."""
-        token_key, _ = self._keys(key)
+        token_key, _ = self.redis_keys(key)
         payload, encrypted = seal_token(token, self.encryption)
         args = [token.fingerprint, payload, "1" if encrypted else "0", key, self._ttl_ms()]
 
@@ -338,7 +339,7 @@ class RedisTokenStore:
 
     async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
         """Store `token` if the stored fingerprint is `expected`'s (one server-side script)."""
-        token_key, _ = self._keys(key)
+        token_key, _ = self.redis_keys(key)
         payload, encrypted = seal_token(token, self.encryption)
         args = [
             "" if expected is None else expected.fingerprint,
@@ -357,7 +358,7 @@ class RedisTokenStore:
 
     async def delete(self, key: str) -> bool:
         """Remove the token of `key`."""
-        token_key, _ = self._keys(key)
+        token_key, _ = self.redis_keys(key)
 
         async def delete() -> bool:
             deleted = bool(await self._redis.delete(token_key))
@@ -406,7 +407,7 @@ class RedisTokenStore:
         self, key: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> AsyncIterator[LockHeld]:
         """A leased lock on `key` across processes, extended while the block runs."""
-        _, lock_key = self._keys(key)
+        _, lock_key = self.redis_keys(key)
         holder_key = lock_key.removesuffix(":lock") + ":holder"
         lock: Lock = self._redis.lock(
             lock_key, timeout=self.lease, sleep=0.005, blocking_timeout=timeout

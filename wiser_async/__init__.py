@@ -8,7 +8,9 @@
                 ...
 """
 
-from ._client import UNSET, AsyncWiserClient, ClientStats
+import attrs as _attrs
+
+from ._client import AsyncWiserClient
 from ._config import (
     DEFAULT_AUTHORIZE_URL,
     DEFAULT_BASE_URL,
@@ -18,16 +20,22 @@ from ._config import (
     Paths,
 )
 from ._crawl import (
+    Batch,
     CrawlResult,
     CrawlStats,
+    Event,
+    Events,
     Failure,
+    FailureEvent,
     LocationTree,
     Node,
     RoomTree,
     SiteTree,
+    UnitDone,
     Walk,
 )
 from ._oauth import AuthorizationRequest, WiserOAuth
+from ._resources import Listing
 from ._retry import RetryPolicy
 from ._snapshot import (
     DeviceChange,
@@ -38,6 +46,8 @@ from ._snapshot import (
     diff_snapshots,
     read_snapshot,
 )
+from ._stats import ClientStats
+from ._transport import UNSET, Requester, Unset
 from .models import (
     Address,
     Device,
@@ -61,6 +71,7 @@ __all__ = [
     "ApiConfig",
     "AsyncWiserClient",
     "AuthorizationRequest",
+    "Batch",
     "ClientStats",
     "CrawlResult",
     "CrawlStats",
@@ -69,14 +80,19 @@ __all__ = [
     "DeviceChange",
     "DeviceStatus",
     "DeviceUsage",
+    "Event",
+    "Events",
     "Failure",
+    "FailureEvent",
     "JsonlCrawl",
+    "Listing",
     "Location",
     "LocationTree",
     "Node",
     "Page",
     "PageFormat",
     "Paths",
+    "Requester",
     "RetryPolicy",
     "Room",
     "RoomTree",
@@ -85,6 +101,8 @@ __all__ = [
     "SiteTree",
     "SiteType",
     "SnapshotDiff",
+    "UnitDone",
+    "Unset",
     "Walk",
     "WiserOAuth",
     "crawl_to_json",
@@ -92,3 +110,14 @@ __all__ = [
     "diff_snapshots",
     "read_snapshot",
 ]
+
+# Shown as the package's own, as httpx does: `wiser_async.Walk`, not `wiser_async._crawl.walk.Walk`.
+# An attrs class's annotations are resolved first, in its own module's namespace.
+__locals = locals()
+for __name in __all__:
+    __value = __locals[__name]
+    if isinstance(__value, type) and _attrs.has(__value):
+        _attrs.resolve_types(__value)
+    if isinstance(__value, type) or callable(__value):
+        __value.__module__ = __name__
+del __locals, __name, __value, _attrs

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias
 
 import attrs
 
+from .models import Device, Location, Room, Site
+
 __all__ = [
+    "COLLECTIONS",
     "DEFAULT_AUTHORIZE_URL",
     "DEFAULT_BASE_URL",
     "DEFAULT_TOKEN_URL",
     "ApiConfig",
+    "Collection",
+    "CollectionName",
+    "NodeKind",
     "PageFormat",
     "Paths",
+    "usable_id",
 ]
+
+NodeKind: TypeAlias = Literal["location", "site", "room", "device"]
+CollectionName: TypeAlias = Literal["locations", "sites", "rooms", "site_devices", "room_devices"]
 
 DEFAULT_BASE_URL = "https://api.exchange.se.com/wiser/energy-monitoring/v1"
 DEFAULT_AUTHORIZE_URL = "https://api.exchange.se.com/ecostruxure/v1/oauth/authorize"
@@ -41,8 +52,10 @@ class Paths:
     device: str = "/devices/{device_id}"
 
 
-def _check_page_size(instance: PageFormat, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 1 <= value <= instance.max_page_size:
+def _check_page_size(
+    instance: PageFormat, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    if value is not None and not 1 <= value <= instance.max_page_size:
         raise ValueError(
             f"page_size must be between 1 and max_page_size ({instance.max_page_size})"
         )
@@ -55,7 +68,8 @@ class PageFormat:
     Attributes:
         offset_param: Query parameter of the first item's index.
         limit_param: Query parameter of the page size.
-        page_size: Items asked per page by default (the contract's default is 100).
+        page_size: Items asked per page wherever a call leaves it out (listings,
+            walks, crawls alike); None: `max_page_size`, the fewest requests.
         max_page_size: The largest page the API serves (the contract says 500).
         data_key: Envelope key of the items.
         meta_key: Envelope key of the paging metadata.
@@ -67,7 +81,7 @@ class PageFormat:
     offset_param: str = "offset"
     limit_param: str = "limit"
     max_page_size: int = 500
-    page_size: int = attrs.field(default=100, validator=_check_page_size)
+    page_size: int | None = attrs.field(default=None, validator=_check_page_size)
     data_key: str = "data"
     meta_key: str = "meta"
     total_key: str = "total"
@@ -107,3 +121,42 @@ def usable_id(value: object) -> bool:
 
 
 _PATH_BREAKERS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+@attrs.frozen
+class Collection:
+    """One listing of the API: where it lives, what it holds, what it belongs to.
+
+    Attributes:
+        name: The collection's name in failure records (``site_devices``...).
+        path: The `Paths` attribute of its path template.
+        parent: The template's parameter naming the parent (None for ``locations``).
+        model: The model of its items.
+        kind: The node kind of its items.
+        depth: How far below an account's locations it lies.
+    """
+
+    name: CollectionName
+    path: str
+    parent: str | None
+    model: type[Any]
+    kind: NodeKind
+    depth: int
+
+    def path_of(self, paths: Paths) -> str:
+        """This collection's template in `paths`."""
+        template: str = getattr(paths, self.path)
+        return template
+
+
+COLLECTIONS: Mapping[CollectionName, Collection] = {
+    collection.name: collection
+    for collection in (
+        Collection("locations", "locations", None, Location, "location", 0),
+        Collection("sites", "location_sites", "location_id", Site, "site", 1),
+        Collection("rooms", "site_rooms", "site_id", Room, "room", 2),
+        Collection("site_devices", "site_devices", "site_id", Device, "device", 2),
+        Collection("room_devices", "room_devices", "room_id", Device, "device", 3),
+    )
+}
+"""The one table of the API's listings: the controllers and the crawl read it."""

@@ -20,7 +20,8 @@ class RetryPolicy:
 
     Attributes:
         attempts: Attempts per request, the first included.
-        deadline: Seconds after a request's first attempt past which no retry starts.
+        timeout: Seconds a call may take in all: past them no retry starts,
+            and every attempt ends by then (stamina's ``timeout``).
         wait_initial: First backoff, in seconds.
         wait_max: Largest backoff, in seconds.
         wait_jitter: Largest random addition to each backoff, in seconds.
@@ -36,7 +37,7 @@ class RetryPolicy:
     """
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    deadline: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     wait_initial: float = 0.2
     wait_max: float = 10.0
     wait_jitter: float = 0.5

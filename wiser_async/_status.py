@@ -13,12 +13,14 @@ from typing import Any
 from ._redact import escape_controls
 from .errors import (
     ApiError,
+    AuthorizationRequired,
     BadRequest,
     Forbidden,
     NotFound,
     RateLimited,
     ServerError,
     UnexpectedRedirect,
+    WiserError,
 )
 
 __all__ = ["error_for_response", "parse_retry_after"]
@@ -98,17 +100,24 @@ def error_for_response(
     method: str,
     path: str,
     redact: Callable[[str], str] = escape_controls,
-) -> ApiError:
-    """The typed error of an error answer (status >= 300, 401 excepted).
+    account: str = "",
+) -> WiserError:
+    """The typed error of an answer with status >= 300: the one status -> error map.
 
-    3xx -> UnexpectedRedirect (with ``location``), 400 -> BadRequest, 403 ->
+    3xx -> UnexpectedRedirect (with ``location``), 400 -> BadRequest, 401 ->
+    AuthorizationRequired (the token was refused after one refresh), 403 ->
     Forbidden, 404 -> NotFound, 429 -> RateLimited (with ``retry_after``),
     5xx -> ServerError, any other -> ApiError.
 
     Args:
         redact: Applied to all server text before it enters the error
             (blanks out secrets, escapes control characters).
+        account: Whose token signed the request (named by a 401's error).
     """
+    if status == 401:
+        return AuthorizationRequired(
+            account, "the API refused the token after a refresh", method=method, path=path
+        )
     envelope, excerpt = _describe_body(content, headers.get("content-type", "").lower(), redact)
     code = _string(envelope.get("code"), redact, 100) if envelope else None
     server_message = _string(envelope.get("message"), redact, 500) if envelope else None

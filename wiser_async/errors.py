@@ -42,7 +42,7 @@ it; the store's own exception is its ``__cause__``.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import token_stores
 
@@ -86,8 +86,11 @@ class WiserError(Exception):
     Attributes:
         method: The HTTP method of the request that failed, if any.
         path: The URL path (with query) of that request, if any. Never secret.
+        kind: What a crawl records a failure of this class as (a class
+            attribute: ``forbidden``, ``timeout``, ``decode``...).
     """
 
+    kind: ClassVar[str] = "error"
     method: str | None
     path: str | None
 
@@ -116,6 +119,8 @@ def _rebuild(cls: type[WiserError], state: dict[str, Any], text: str) -> WiserEr
 
 class AuthorizationError(WiserError):
     """The OAuth2 flow could not give a usable token."""
+
+    kind: ClassVar[str] = "authorization"
 
 
 class AuthorizationRequired(AuthorizationError):
@@ -224,6 +229,8 @@ class TokenEndpointError(AuthorizationError):
         retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
     """
 
+    kind: ClassVar[str] = "token_endpoint"
+
     def __init__(
         self,
         error: str,
@@ -256,6 +263,8 @@ class ApiError(WiserError):
             envelope (an HTML page from a proxy, say), for diagnosis.
     """
 
+    kind: ClassVar[str] = "api_error"
+
     def __init__(
         self,
         message: str,
@@ -277,13 +286,19 @@ class ApiError(WiserError):
 class BadRequest(ApiError):
     """400: a parameter was refused. Not retried."""
 
+    kind: ClassVar[str] = "bad_request"
+
 
 class Forbidden(ApiError):
     """403: the customer gave no consent for this resource."""
 
+    kind: ClassVar[str] = "forbidden"
+
 
 class NotFound(ApiError):
     """404: the resource does not exist (or no longer does)."""
+
+    kind: ClassVar[str] = "not_found"
 
 
 class RateLimited(ApiError):
@@ -293,6 +308,8 @@ class RateLimited(ApiError):
         retry_after: Seconds the server asked to wait, if it said.
     """
 
+    kind: ClassVar[str] = "rate_limited"
+
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
@@ -300,6 +317,8 @@ class RateLimited(ApiError):
 
 class ServerError(ApiError):
     """5xx after the retries allowed."""
+
+    kind: ClassVar[str] = "server_error"
 
 
 class UnexpectedRedirect(ApiError):
@@ -309,6 +328,8 @@ class UnexpectedRedirect(ApiError):
         location: The ``Location`` the server gave, if any (secrets redacted).
     """
 
+    kind: ClassVar[str] = "redirect"
+
     def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.location = location
@@ -317,13 +338,19 @@ class UnexpectedRedirect(ApiError):
 class TransportError(WiserError):
     """No HTTP answer: timeout, refused, reset or dropped connection."""
 
+    kind: ClassVar[str] = "connection"
+
 
 class RequestTimeout(TransportError):
     """A connect, read, write or pool timeout, after the retries allowed."""
 
+    kind: ClassVar[str] = "timeout"
+
 
 class ConnectionFailed(TransportError):
     """The connection failed or dropped, after the retries allowed."""
+
+    kind: ClassVar[str] = "connection"
 
 
 class DecodeError(WiserError):
@@ -332,6 +359,8 @@ class DecodeError(WiserError):
     The message says what was wrong and where (a JSON path), never a value
     that could be a secret.
     """
+
+    kind: ClassVar[str] = "decode"
 
 
 class CrawlOutputError(WiserError):
@@ -342,6 +371,8 @@ class CrawlOutputError(WiserError):
     output was started with: the message says which.
     """
 
+    kind: ClassVar[str] = "output"
+
 
 class StoreError(WiserError, token_stores.TokenStoreError):
     """The token store failed; the store's own error is the ``__cause__``.
@@ -349,6 +380,8 @@ class StoreError(WiserError, token_stores.TokenStoreError):
     Also a `token_stores.TokenStoreError`: code written against the store
     keeps catching what it caught.
     """
+
+    kind: ClassVar[str] = "store"
 
     @classmethod
     def wrap(cls: type[E], error: token_stores.TokenStoreError) -> E:

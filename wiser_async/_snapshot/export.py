@@ -1,4 +1,4 @@
-"""Crawl snapshots on disk: a resumable JSONL writer, a JSON writer, and diffs.
+"""Crawl outputs on disk: a resumable JSONL writer with its checkpoint, and a JSON writer.
 
 JSONL records, one per line::
 
@@ -23,41 +23,33 @@ fsync'ed: this survives the process dying, not the machine losing power.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
-from ._crawl import (
+from .._crawl import (
     RETRY_LATER_KINDS,
+    Batch,
+    CrawlResult,
+    CrawlStats,
     DevicesBy,
     Failure,
+    FailureEvent,
     Unit,
+    UnitDone,
     Walk,
-    _Batch,
-    _FailureEvent,
-    _UnitDone,
     open_walk,
 )
-from .errors import CrawlOutputError
+from ..errors import CrawlOutputError
 
 if TYPE_CHECKING:
-    from ._client import AsyncWiserClient
-    from ._crawl import CrawlResult, CrawlStats
+    from .._client import AsyncWiserClient
 
-__all__ = [
-    "DeviceChange",
-    "JsonlCrawl",
-    "SnapshotDiff",
-    "crawl_to_json",
-    "crawl_to_jsonl",
-    "diff_snapshots",
-    "read_snapshot",
-]
+__all__ = ["JsonlCrawl", "checkpoint_path", "crawl_to_json", "crawl_to_jsonl", "result_to_json"]
 
 _FINISHED = "complete"  # the mark's name on disk: nothing is left for a resume to read
 _CHECKPOINT_FORMAT = 2
@@ -71,7 +63,7 @@ def checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name + ".checkpoint")
 
 
-def _node_records(batch: _Batch, client: AsyncWiserClient) -> Iterator[dict[str, Any]]:
+def _node_records(batch: Batch, client: AsyncWiserClient) -> Iterator[dict[str, Any]]:
     parents: dict[str, str | None] = {}
     if batch.kind != "location":
         parents["locationId"] = batch.location_id
@@ -227,7 +219,7 @@ async def crawl_to_jsonl(
     accounts: Sequence[str] | None = None,
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
-    deadline: float | None = None,
+    timeout: float | None = None,
     on_progress: Callable[[Walk], None] | None = None,
     source: str | None = None,
 ) -> JsonlCrawl:
@@ -243,7 +235,7 @@ async def crawl_to_jsonl(
         output: The JSONL file; its checkpoint is ``OUTPUT.checkpoint``.
         resume: Continue an interrupted crawl of the same output. Without it
             the output is started afresh.
-        accounts, devices_by, page_size, deadline: As for `AsyncWiserClient.walk`.
+        accounts, devices_by, page_size, timeout: As for `AsyncWiserClient.walk`.
         on_progress: Called with the `Walk` after each page of results.
         source: What the crawl reads from, as the checkpoint records it; by
             default the API base URL. Name the deployment yourself when its
@@ -261,14 +253,14 @@ async def crawl_to_jsonl(
     params = {
         "accounts": chosen,
         "devices_by": devices_by,
-        "page_size": client.config.pages.max_page_size if page_size is None else page_size,
+        "page_size": client.requester.page_size(page_size),
         "source": client.config.base_url if source is None else source,
     }
     state = await anyio.to_thread.run_sync(_prepare, output, checkpoint, resume, params)
     if state.finished:
         return JsonlCrawl(
             output=output,
-            run=_empty_stats(),
+            run=CrawlStats(),
             run_failures=[],
             failures=state.failures,
             items=state.items,
@@ -281,28 +273,28 @@ async def crawl_to_jsonl(
         await anyio.open_file(output, "ab") as out,
         await anyio.open_file(checkpoint, "ab") as marks,
         open_walk(
-            client,
+            client.requester,
             accounts=chosen,
             devices_by=devices_by,
             page_size=page_size,
-            deadline=deadline,
+            timeout=timeout,
             buffer=4,
             done_units=state.done,
         ) as walk,
     ):
         size = await out.tell()
         async for event in walk.events():
-            if isinstance(event, _Batch):
+            if isinstance(event, Batch):
                 lines = pending.setdefault(event.unit, [])
                 lines.extend(_line(record) for record in _node_records(event, client))
                 counts = unit_items.setdefault(event.unit, {})
                 counts[event.kind] = counts.get(event.kind, 0) + len(event.items)
                 if on_progress is not None:
                     on_progress(walk)
-            elif isinstance(event, _FailureEvent):
+            elif isinstance(event, FailureEvent):
                 pending.setdefault(event.unit, []).append(_line(_failure_record(event.failure)))
                 unit_failures.setdefault(event.unit, []).append(event.failure)
-            elif isinstance(event, _UnitDone):
+            elif isinstance(event, UnitDone):
                 data = _redacted(b"".join(pending.pop(event.unit, [])), client, event.unit[1])
                 if data:
                     await out.write(data)
@@ -321,7 +313,7 @@ async def crawl_to_jsonl(
                 state.failures.extend(failures)
                 for name, count in counts.items():
                     state.items[name] = state.items.get(name, 0) + count
-        # Parts left unread by an interruption (the deadline, an account that
+        # Parts left unread by an interruption (the timeout, an account that
         # needs authorization, a store or API outage) belong to no finished
         # unit: a resume reads them. Otherwise nothing is left to read.
         finished = not any(failure.kind in _INTERRUPTIONS for failure in walk.failures)
@@ -347,12 +339,6 @@ def _redacted(data: bytes, client: AsyncWiserClient, account: str | None) -> byt
     return secrets.mask(data.decode(), account).encode()
 
 
-def _empty_stats() -> CrawlStats:
-    from ._crawl import CrawlStats
-
-    return CrawlStats()
-
-
 async def crawl_to_json(
     client: AsyncWiserClient,
     output: Path,
@@ -360,7 +346,7 @@ async def crawl_to_json(
     accounts: Sequence[str] | None = None,
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
-    deadline: float | None = None,
+    timeout: float | None = None,
     on_progress: Callable[[Walk], None] | None = None,
 ) -> CrawlResult:
     """Crawl and write the whole tree as one JSON document (not resumable).
@@ -371,7 +357,7 @@ async def crawl_to_json(
         accounts=accounts,
         devices_by=devices_by,
         page_size=page_size,
-        deadline=deadline,
+        timeout=timeout,
         on_progress=on_progress,
     )
     document = json.dumps(result_to_json(result, client), ensure_ascii=False, indent=1).encode()
@@ -410,162 +396,3 @@ def result_to_json(result: CrawlResult, client: AsyncWiserClient) -> dict[str, A
         "failures": [failure.to_dict() for failure in result.failures],
         "stats": result.stats.to_dict(),
     }
-
-
-# -- reading and diffing ------------------------------------------------------------
-
-
-def read_snapshot(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL or JSON crawl output, as JSONL-style records.
-
-    Raises:
-        ValueError: a line or the document is not JSON, naming where.
-    """
-    with path.open("rb") as file:
-        if not _is_jsonl(file.readline()):
-            file.seek(0)
-            try:
-                document = json.load(file)
-            except ValueError as exc:
-                raise ValueError(f"{path}: not a crawl output ({exc})") from None
-            yield from _records_of_document(document)
-            return
-        file.seek(0)
-        for number, line in enumerate(file, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{number}: not a JSON record ({exc})") from None
-
-
-def _is_jsonl(first_line: bytes) -> bool:
-    if not first_line.strip():
-        return True  # an empty crawl
-    try:
-        record = json.loads(first_line)
-    except ValueError:
-        return False  # the first line of a multi-line document
-    return isinstance(record, dict) and "type" in record
-
-
-def _records_of_document(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for account, locations in document.get("accounts", {}).items():
-        for location in locations:
-            sites = location.pop("sites", [])
-            yield {"type": "location", "account": account, "data": location}
-            for site in sites:
-                rooms = site.pop("rooms", [])
-                parents = {"account": account, "locationId": location["id"]}
-                yield {"type": "site", **parents, "data": site}
-                parents["siteId"] = site["id"]
-                placed = [(room["id"], room.pop("devices", [])) for room in rooms]
-                for room in rooms:
-                    yield {"type": "room", **parents, "data": room}
-                # Devices in no room sit under the site; their roomId says so.
-                placed.append((None, site.pop("devices", [])))
-                for room_id, devices in placed:
-                    for device in devices:
-                        room = room_id if room_id is not None else device.get("roomId")
-                        yield {"type": "device", **parents, "roomId": room, "data": device}
-    for failure in document.get("failures", []):
-        yield {"type": "failure", **failure}
-
-
-@attrs.frozen
-class DeviceChange:
-    """A device in both snapshots whose data differs.
-
-    Attributes:
-        account: The account key.
-        id: The device id.
-        fields: Wire field name -> (old value, new value); a field absent
-            from one side shows as None there.
-    """
-
-    account: str
-    id: str
-    fields: dict[str, tuple[Any, Any]]
-
-
-@attrs.frozen
-class SnapshotDiff:
-    """Devices added, removed and changed between two crawls.
-
-    ``added`` and ``removed`` hold the devices' records (``account``,
-    ``siteId``, ``roomId``, ``data``...).
-    """
-
-    added: list[dict[str, Any]]
-    removed: list[dict[str, Any]]
-    changed: list[DeviceChange]
-
-    @property
-    def empty(self) -> bool:
-        """True if the snapshots hold the same devices with the same data."""
-        return not (self.added or self.removed or self.changed)
-
-
-def _device_key(record: dict[str, Any]) -> tuple[str, str]:
-    return (str(record.get("account", "")), str(record["data"]["id"]))
-
-
-def _comparable(data: dict[str, Any], ignore: frozenset[str]) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key not in ignore}
-
-
-def _digest(data: dict[str, Any]) -> bytes:
-    return hashlib.blake2b(
-        json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), digest_size=16
-    ).digest()
-
-
-def _devices(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for record in records:
-        if record.get("type") == "device":
-            yield record
-
-
-def diff_snapshots(old: Path, new: Path, *, ignore: Iterable[str] = ()) -> SnapshotDiff:
-    """Compare the devices of two crawl outputs (JSONL or JSON).
-
-    Devices are matched by account and id. Memory holds a 16-byte digest
-    per device of the old snapshot plus the devices that differ, not both
-    snapshots.
-
-    Args:
-        old: The earlier crawl's output.
-        new: The later crawl's output.
-        ignore: Wire field names left out of the comparison (``lastSeenAt``, say).
-    """
-    ignored = frozenset(ignore)
-    digests: dict[tuple[str, str], bytes] = {}
-    for record in _devices(read_snapshot(old)):
-        digests[_device_key(record)] = _digest(_comparable(record["data"], ignored))
-    added: list[dict[str, Any]] = []
-    suspects: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in _devices(read_snapshot(new)):
-        key = _device_key(record)
-        digest = digests.pop(key, None)
-        if digest is None:
-            added.append(record)
-        elif digest != _digest(_comparable(record["data"], ignored)):
-            suspects[key] = record
-    removed: list[dict[str, Any]] = []
-    changed: list[DeviceChange] = []
-    if digests or suspects:
-        # A second pass over the old snapshot fetches what the first only hashed.
-        for record in _devices(read_snapshot(old)):
-            key = _device_key(record)
-            if key in digests:
-                removed.append(record)
-            elif key in suspects:
-                before = _comparable(record["data"], ignored)
-                after = _comparable(suspects[key]["data"], ignored)
-                fields = {
-                    name: (before.get(name), after.get(name))
-                    for name in sorted(before.keys() | after.keys())
-                    if before.get(name) != after.get(name)
-                }
-                changed.append(DeviceChange(account=key[0], id=key[1], fields=fields))
-    return SnapshotDiff(added=added, removed=removed, changed=changed)

@@ -1,220 +1,51 @@
 """JSON <-> typed models, through one private cattrs converter per `ApiConfig`.
 
-Decoding is the hot path of a crawl (a page of 500 devices, a million devices
-a night), so it has a fast path: one straight-line function per model,
-compiled here from the model's fields, that reads each key once and checks
-each value's type inline. It accepts exactly what the cattrs converter
-accepts; whenever it fails, the same data goes through the cattrs converter
-with detailed validation, which says where and what was wrong. The cattrs
-converter also does all the encoding back to wire JSON.
+Decoding runs the functions `compiled` builds per model, which accept
+exactly what the cattrs converter accepts; whenever one fails, the same data
+goes through the cattrs converter with detailed validation, which says where
+and what was wrong, in each model's own wire names. The cattrs converter also
+does all the encoding back to wire JSON.
 """
 
 from __future__ import annotations
 
 import re
-import typing
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._config import PageFormat
-from ._json import MAX_DEPTH, deeper_than
-from .errors import DecodeError
-from .models import (
-    Address,
-    Device,
-    DeviceCategory,
-    DeviceStatus,
-    DeviceUsage,
-    Location,
+from .._config import PageFormat
+from .._json import MAX_DEPTH, deeper_than
+from ..errors import DecodeError
+from ..models import (
     Page,
-    Room,
-    RoomType,
-    Site,
-    SiteType,
+)
+from .compiled import (
+    EXTRA_KEY,
+    MODELS,
+    OPEN_ENUMS,
+    SCALAR_HOOKS,
+    bounded_extra,
+    camel_case,
+    compile_structure,
+    model_of,
+    open_enum_hook,
+    optional,
+    unstructure_datetime,
 )
 
 __all__ = ["Codec", "camel_case"]
 
 T = TypeVar("T")
 
-MODELS: tuple[type, ...] = (Address, Location, Site, Room, Device)
-_OPEN_ENUMS: tuple[type[Any], ...] = (SiteType, RoomType, DeviceCategory, DeviceStatus, DeviceUsage)
-# The generated structuring code reads unknown fields from this key, which no
-# JSON object from the API can contain.
-_EXTRA_KEY = "\x00extra"
 # Undecodable items of one page reported one by one; the rest in one line.
 MAX_ITEM_ERRORS = 10
-_Hook = Callable[[Any, type], Any]
-_FIELD_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)")
-
-
-def camel_case(name: str) -> str:
-    """``rated_current_a`` -> ``ratedCurrentA``: the wire's default spelling."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _structure_str(value: Any, _: type) -> str:
-    if type(value) is str:
-        return value
-    # Numeric ids are unambiguous; anything else is a contract violation.
-    if type(value) is int:
-        return str(value)
-    raise TypeError(f"expected a string, got {type(value).__name__}")
-
-
-def _structure_int(value: Any, _: type) -> int:
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    raise TypeError(f"expected an integer, got {type(value).__name__}")
-
-
-def _structure_float(value: Any, _: type) -> float:
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        return float(value)
-    raise TypeError(f"expected a number, got {type(value).__name__}")
-
-
-def _structure_datetime(value: Any, _: type) -> datetime:
-    if type(value) is not str:
-        raise TypeError(f"expected an RFC 3339 timestamp, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("expected an RFC 3339 timestamp") from None
-    # RFC 3339 requires an offset; a timestamp without one is read as UTC.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _optional(hook: _Hook) -> _Hook:
-    def structure(value: Any, cls: type) -> Any:
-        return None if value is None else hook(value, cls)
-
-    return structure
-
-
-def _unstructure_datetime(value: datetime) -> str:
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def _open_enum_hook(enum_cls: type[Any]) -> Callable[[Any, type], Any]:
-    members = {member.value: member for member in enum_cls}
-
-    def structure(value: Any, _: type) -> Any:
-        if type(value) is not str:
-            if value is None:
-                return None
-            raise TypeError(f"expected a string, got {type(value).__name__}")
-        # Unknown values stay plain strings: the API may grow new ones.
-        return members.get(value, value)
-
-    return structure
-
-
-def _bounded_extra(value: dict[str, Any], _: Any = None) -> dict[str, Any]:
-    """Unknown fields as received, unless one nests deeper than kept data may."""
-    if deeper_than(value, MAX_DEPTH):
-        raise ValueError(f"an unknown field nests deeper than {MAX_DEPTH} levels")
-    return value
-
-
-def _enum_error(value: Any) -> Any:
-    raise TypeError(f"expected a string, got {type(value).__name__}")
-
-
-def _compile_structure(
-    cls: type, wire_names: Mapping[str, str], compiled: Mapping[type, Callable[[Any, type], Any]]
-) -> Callable[[Any, type], Any]:
-    """The fast decoding function of one model class.
-
-    Straight-line code: one ``get`` per field, the common types checked
-    inline, a call only for the rest (the same hooks the cattrs converter
-    uses), unknown keys gathered into ``extra``. Any failure raises, and the
-    caller then asks the cattrs converter to explain it.
-    """
-    hints = typing.get_type_hints(cls)
-    names: dict[str, Any] = {
-        "CLS": cls,
-        "KNOWN": frozenset(wire_names.values()),
-        "STR": _structure_str,
-        "INT": _structure_int,
-        "FLOAT": _structure_float,
-        "DATETIME": _structure_datetime,
-        "ENUM_ERROR": _enum_error,
-        "BOUNDED": _bounded_extra,
-    }
-    lines = [
-        "def structure(o, _):",
-        "    if type(o) is not dict:",
-        "        raise TypeError('expected an object')",
-        "    get = o.get",
-    ]
-    arguments = []
-    for index, field in enumerate(attrs.fields(cls)):
-        if field.name == "extra":
-            continue
-        value, key = f"v{index}", wire_names[field.name]
-        arguments.append(f"{field.name}={value}")
-        kind = hints[field.name]
-        if field.default is attrs.NOTHING:
-            lines.append(f"    {value} = o[{key!r}]")  # required: a KeyError when missing
-        else:
-            lines.append(f"    {value} = get({key!r})")
-        check = f"{value} is not None and " if field.default is not attrs.NOTHING else ""
-        if kind in (str, str | None):
-            lines.append(f"    if {check}type({value}) is not str: {value} = STR({value}, str)")
-        elif kind == int | None:
-            lines.append(f"    if {check}type({value}) is not int: {value} = INT({value}, int)")
-        elif kind == float | None:
-            lines.append(
-                f"    if {check}type({value}) is not float: {value} = FLOAT({value}, float)"
-            )
-        elif kind == datetime | None:
-            lines.append(f"    if {value} is not None: {value} = DATETIME({value}, datetime)")
-        elif (enum_cls := _open_enum_of(kind)) is not None:
-            members = f"M{index}"
-            names[members] = {member.value: member for member in enum_cls}
-            lines.append(f"    if {value} is not None:")
-            lines.append(
-                f"        {value} = {members}.get({value}, {value}) "
-                f"if type({value}) is str else ENUM_ERROR({value})"
-            )
-        elif (nested := _model_of(kind)) is not None:
-            nested_name = f"N{index}"
-            names[nested_name] = compiled[nested]
-            lines.append(f"    if {value} is not None: {value} = {nested_name}({value}, None)")
-        else:  # pragma: no cover - every model field type is listed above
-            raise TypeError(f"no fast decoding for {cls.__name__}.{field.name}: {kind}")
-    lines.append("    unknown = o.keys() - KNOWN")
-    arguments.append("extra=BOUNDED({key: o[key] for key in unknown}) if unknown else {}")
-    lines.append(f"    return CLS({', '.join(arguments)})")
-    names["datetime"] = datetime
-    exec(compile("\n".join(lines), f"<wiser_async decode {cls.__name__}>", "exec"), names)  # noqa: S102 - code built above from the model's own fields
-    return names["structure"]  # type: ignore[no-any-return]
-
-
-def _open_enum_of(kind: Any) -> Any:
-    for enum_cls in _OPEN_ENUMS:
-        if kind in (enum_cls | str, enum_cls | str | None):
-            return enum_cls
-    return None
-
-
-def _model_of(kind: Any) -> type | None:
-    for cls in MODELS:
-        if kind in (cls, cls | None):
-            return cls
-    return None
+_ERROR_PATH = re.compile(r"\$[^ ]*")
+_PATH_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)|\[[^\]]*\]")
 
 
 class Codec:
@@ -234,33 +65,32 @@ class Codec:
             }
             for cls in MODELS
         }
-        self._any_wire_name = {
-            name: wire for names in self._wire_names.values() for name, wire in names.items()
-        }
         self._converter = self._make_converter()
         self._structure_fns: dict[type, Callable[[Any, type], Any]] = {}
         for cls in MODELS:  # Address first: Location's function calls it
-            self._structure_fns[cls] = _compile_structure(
+            self._structure_fns[cls] = compile_structure(
                 cls, self._wire_names[cls], self._structure_fns
             )
+
+    def fast(self, cls: type[T]) -> Callable[[Any, type], T]:
+        """The compiled decoding function of a model (raises on any bad data, unexplained)."""
+        return self._structure_fns[cls]
+
+    def explained(self, data: Any, cls: type[T]) -> T:
+        """Decode through the cattrs converter (slow; raises cattrs' detailed errors)."""
+        return self._converter.structure(data, cls)
 
     def _make_converter(self) -> cattrs.Converter:
         # Decoding's hot path is the compiled functions; this converter
         # explains their failures, with the same hooks they call.
         converter = cattrs.Converter(detailed_validation=True)
-        scalar_hooks: tuple[tuple[Any, _Hook], ...] = (
-            (str, _structure_str),
-            (int, _structure_int),
-            (float, _structure_float),
-            (datetime, _structure_datetime),
-        )
-        for scalar, hook in scalar_hooks:
+        for scalar, hook in SCALAR_HOOKS:
             converter.register_structure_hook(scalar, hook)
-            converter.register_structure_hook(scalar | None, _optional(hook))
-        converter.register_unstructure_hook(datetime, _unstructure_datetime)
-        for enum_cls in _OPEN_ENUMS:
+            converter.register_structure_hook(scalar | None, optional(hook))
+        converter.register_unstructure_hook(datetime, unstructure_datetime)
+        for enum_cls in OPEN_ENUMS:
             # One hook takes None too: the field type says whether None is allowed.
-            hook = _open_enum_hook(enum_cls)
+            hook = open_enum_hook(enum_cls)
             converter.register_structure_hook(enum_cls | str, hook)
             converter.register_structure_hook(enum_cls | str | None, hook)
         for cls in MODELS:
@@ -275,7 +105,7 @@ class Codec:
             cls,
             converter,
             _cattrs_forbid_extra_keys=False,
-            extra=override(rename=_EXTRA_KEY, struct_hook=_bounded_extra),
+            extra=override(rename=EXTRA_KEY, struct_hook=bounded_extra),
             **renames,
         )
         base_unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
@@ -287,7 +117,7 @@ class Codec:
                 raise TypeError(f"expected an object, got {type(data).__name__}")
             unknown = data.keys() - known
             if unknown:
-                data = {**data, _EXTRA_KEY: {key: data[key] for key in unknown}}
+                data = {**data, EXTRA_KEY: {key: data[key] for key in unknown}}
             return base_structure(data, target)
 
         def unstructure(obj: Any) -> dict[str, Any]:
@@ -300,7 +130,7 @@ class Codec:
     def structure(self, data: Any, cls: type[T], *, method: str, path: str) -> T:
         """Decode one object, or raise `DecodeError` naming the JSON path."""
         try:
-            return cast(T, self._structure_fns[cls](data, cls))
+            return self.fast(cls)(data, cls)
         except Exception:  # noqa: BLE001 - re-decoded below to say precisely what failed
             raise self._explain(data, cls, "$", method=method, path=path) from None
 
@@ -336,7 +166,7 @@ class Codec:
                 method=method,
                 path=path,
             )
-        structure = self._structure_fns[cls]
+        structure = self.fast(cls)
         skipped = 0
         try:
             items = [structure(item, cls) for item in data]
@@ -402,11 +232,11 @@ class Codec:
             self._converter.structure(data, cls)
         except cattrs.BaseValidationError as exc:
             # cattrs names Python attributes; the reader knows the wire names.
-            wire = self._any_wire_name
             details = "; ".join(
-                _FIELD_SEGMENT.sub(
-                    lambda m: "." + wire.get(m.group(1), m.group(1)),
+                _ERROR_PATH.sub(
+                    lambda m: self._wire_path(cls, m.group(0), len(where)),
                     message.replace(" @ ", " at ", 1),
+                    count=1,
                 )
                 for message in cattrs.transform_error(exc, path=where)
             )
@@ -415,4 +245,54 @@ class Codec:
             return DecodeError(
                 f"unexpected {cls.__name__} at {where}: {exc}", method=method, path=path
             )
-        return DecodeError(f"unexpected {cls.__name__} at {where}", method=method, path=path)
+        # The compiled function refused what the converter accepts: a bug here, not
+        # bad data; said as such, so that it is reported rather than taken for the API's.
+        fast_error = self._fast_error(data, cls)
+        return DecodeError(
+            f"the fast decoder of {cls.__name__} refused at {where} what the cattrs converter "
+            f"accepts ({fast_error}): a bug in wiser_async, please report it",
+            method=method,
+            path=path,
+        )
+
+    def _fast_error(self, data: Any, cls: type) -> str:
+        try:
+            self.fast(cls)(data, cls)
+        except Exception as exc:  # noqa: BLE001 - named in the report
+            return type(exc).__name__
+        return "no error on a second try"
+
+    def _wire_path(self, cls: type, path: str, start: int) -> str:
+        """A cattrs path (``$.data[2].rated_current_a``) in the wire names of each model on it."""
+        current: type | None = cls
+        parts = [path[:start]]
+        for match in _PATH_SEGMENT.finditer(path, start):
+            attribute = match.group(1)
+            if attribute is None:  # an index: the same model's list items, or a dict key
+                parts.append(match.group(0))
+                continue
+            names = self._wire_names.get(current) if current is not None else None
+            parts.append("." + (names.get(attribute, attribute) if names else attribute))
+            current = model_of(_field_type(current, attribute)) if current else None
+        return "".join(parts)
+
+    @classmethod
+    def shared(cls, aliases: Mapping[type, Mapping[str, str]] | None = None) -> Codec:
+        """One codec per distinct alias table, built once per process (about 17 ms each)."""
+        key = frozenset(
+            (model, frozenset(names.items())) for model, names in (aliases or {}).items()
+        )
+        codec = _SHARED.get(key)
+        if codec is None:
+            codec = _SHARED[key] = cls(aliases)
+        return codec
+
+
+def _field_type(cls: type, attribute: str) -> Any:
+    for field in attrs.fields(cls):
+        if field.name == attribute:
+            return field.type
+    return None
+
+
+_SHARED: dict[frozenset[tuple[type, frozenset[tuple[str, str]]]], Codec] = {}

@@ -1,0 +1,491 @@
+"""The one request path: a `Session` of shared limits, and a `Requester` per account.
+
+Every API call of the library goes through `Requester`: signing with the
+account's token (refreshing once on 401), the in-flight bound, the rate
+limit, the client-wide 429 pause, retries within a budget and a time limit,
+whole-attempt timeouts, size bounds, the status-to-error map, and redaction
+of whatever the server sends back. Controllers and crawls call its public
+methods only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx2
+import stamina
+
+from ._auth import BearerAuth
+from ._config import ApiConfig, usable_id
+from ._decode import Codec
+from ._redact import request_secrets
+from ._retry import RetryBudget, RetryPolicy, Throttle
+from ._stats import ClientStats
+from ._status import error_for_response
+from .errors import (
+    ConnectionFailed,
+    DecodeError,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+    WiserError,
+)
+from .models import Page
+
+if TYPE_CHECKING:
+    from ._oauth import WiserOAuth
+
+__all__ = ["DEFAULT_TIMEOUT", "UNSET", "Requester", "Session", "Unset"]
+
+T = TypeVar("T")
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`."""
+
+    UNSET = "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+"""Marks an option left unset, where None already means something (no timeout)."""
+
+DEFAULT_TIMEOUT = 30.0
+_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# JSON objects a page's body may hold per item asked for, before it is parsed:
+# a device is one object (two with an address); the rest is room for unknown fields.
+OBJECTS_PER_ITEM = 64
+_BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
+
+
+class Session:
+    """What the clients of several accounts share: pool, limits, throttle, budget, codec, stats.
+
+    One per `AsyncWiserClient` and its `for_account` siblings; the client
+    that created it closes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        oauth: WiserOAuth,
+        config: ApiConfig,
+        http_client: httpx2.AsyncClient | None,
+        transport: httpx2.AsyncBaseTransport | None,
+        timeout: httpx2.Timeout | float | Unset | None,
+        max_in_flight: int,
+        rate_limit: float | None,
+        retry: RetryPolicy,
+        max_response_bytes: int,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.oauth = oauth
+        self.config = config
+        self.codec = Codec.shared(config.aliases)
+        # Quoted once: every page request puts them in its query.
+        self.page_params = (
+            quote(config.pages.offset_param, safe=""),
+            quote(config.pages.limit_param, safe=""),
+        )
+        self.base_url = config.base_url.rstrip("/")
+        # Named in transport errors, so a failure says which server it tried.
+        self.host = httpx2.URL(self.base_url).netloc.decode("ascii", "replace") or self.base_url
+        self.owns_http = http_client is None
+        if http_client is not None and transport is not None:
+            raise TypeError("give http_client= or transport=, not both")
+        keep_borrowed_phases = http_client is not None and timeout is UNSET
+        if timeout is UNSET:
+            timeout = DEFAULT_TIMEOUT
+        # A number bounds each attempt as a whole (connect, headers and every
+        # byte of the body: a server trickling a byte at a time cannot hold a
+        # call); an httpx2.Timeout sets httpx2's per-phase limits only.
+        self.attempt_timeout = float(timeout) if isinstance(timeout, int | float) else None
+        if isinstance(timeout, int | float):
+            timeout = httpx2.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout))
+        if http_client is None:
+            self.http = httpx2.AsyncClient(
+                timeout=timeout,
+                limits=httpx2.Limits(
+                    max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+                ),
+                transport=transport,
+            )
+            self.request_options: dict[str, Any] = {}
+        else:
+            self.http = http_client
+            self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
+        self.max_in_flight = max_in_flight
+        self.limiter = anyio.CapacityLimiter(max_in_flight)
+        self.throttle = Throttle(rate_limit)
+        self.retry = retry
+        self.budget = RetryBudget(retry.budget_ratio, retry.budget_burst)
+        self.max_response_bytes = max_response_bytes
+        self.stats = ClientStats()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the session created it, never a borrowed one."""
+        if self.owns_http:
+            await self.http.aclose()
+
+
+class Requester:
+    """One account's requests through a `Session`.
+
+    Args:
+        session: The pool, limits and codec shared with the other accounts.
+        account: Whose token signs the requests.
+        sinks: More counters than the session's to count this requester's
+            requests in (a walk's own).
+    """
+
+    def __init__(
+        self, session: Session, account: str, *, sinks: tuple[ClientStats, ...] = ()
+    ) -> None:
+        self.session = session
+        self.account = account
+        self._sinks = sinks
+        self._counters = (session.stats, *sinks)
+        self._auth = BearerAuth(session.oauth, account, self._count_send)
+        # Server text in errors, and log records made while a request runs,
+        # are redacted of this account's secrets.
+        self._log_context = (session.oauth.secrets, account)
+
+    def __repr__(self) -> str:
+        return f"Requester(account={self.account!r}, base_url={self.session.base_url!r})"
+
+    @property
+    def config(self) -> ApiConfig:
+        """The API's configuration."""
+        return self.session.config
+
+    def for_account(self, account: str) -> Requester:
+        """The requester of another account, on the same session and counters."""
+        return Requester(self.session, account, sinks=self._sinks)
+
+    def counting(self, sink: ClientStats) -> Requester:
+        """This account's requester, counting in `sink` as well."""
+        return Requester(self.session, self.account, sinks=(*self._sinks, sink))
+
+    def _count_send(self) -> None:
+        for counters in self._counters:
+            counters.requests += 1
+
+    def _count_retry(self) -> None:
+        for counters in self._counters:
+            counters.retries += 1
+
+    def _count_throttled(self) -> None:
+        for counters in self._counters:
+            counters.throttled += 1
+
+    def _count_failure(self) -> None:
+        for counters in self._counters:
+            counters.failures += 1
+
+    def path(self, template: str, **params: str) -> str:
+        """`template` with its ``{...}`` fields filled, each id checked and URL-quoted.
+
+        Raises:
+            ValueError: an id cannot be one path segment (see `usable_id`).
+        """
+        for name, value in params.items():
+            if not usable_id(value):
+                raise ValueError(f"{name} {value!r} cannot be put in a URL path")
+        return template.format(**{name: quote(value, safe="") for name, value in params.items()})
+
+    def redact(self, text: str) -> str:
+        """`text` (server text) without a secret of this account, control characters escaped."""
+        return self.session.oauth.redact(text, self.account)
+
+    def to_wire(self, model: Any) -> dict[str, Any]:
+        """A model as the API's JSON (camelCase, unknown fields restored)."""
+        return self.session.codec.unstructure(model)
+
+    def _scrubbed(self, error: WiserError) -> WiserError:
+        """`error` without a secret of this account, whatever the server put in it."""
+        text = str(error)
+        clean = self.redact(text)
+        if clean != text:
+            error.args = (clean,)
+            error.message = self.redact(error.message)
+            if error.path is not None:
+                error.path = self.redact(error.path)
+        return error
+
+    async def get_one(self, path: str, cls: type[T]) -> T:
+        """GET one entity at `path` and decode it as `cls`."""
+        try:
+            body = await self._get_json(path)
+            return self.session.codec.structure(body, cls, method="GET", path=path)
+        except WiserError as exc:
+            raise self._scrubbed(exc) from exc.__cause__
+
+    async def get_page(
+        self,
+        path: str,
+        cls: type[T],
+        *,
+        offset: int,
+        limit: int,
+        on_item_error: Callable[[DecodeError], None] | None = None,
+    ) -> Page[T]:
+        """GET one page of the collection at `path` and decode its items as `cls`.
+
+        Args:
+            offset: The first item's index.
+            limit: Items asked for (see `page_size`).
+            on_item_error: Where an undecodable item is reported (it is then
+                skipped); by default it fails the whole page.
+        """
+        pages = self.session.config.pages
+        offset_param, limit_param = self.session.page_params
+        target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
+        try:
+            body = await self._get_json(target, objects=(limit + 1) * OBJECTS_PER_ITEM)
+            return self.session.codec.structure_page(
+                body,
+                cls,
+                offset=offset,
+                limit=limit,
+                keys=pages,
+                method="GET",
+                path=target,
+                on_item_error=on_item_error,
+            )
+        except WiserError as exc:
+            raise self._scrubbed(exc) from exc.__cause__
+
+    def page_size(self, size: int | None) -> int:
+        """The page size to ask for: `size`, checked, or the configured default when None."""
+        pages = self.session.config.pages
+        if size is None:
+            return pages.max_page_size if pages.page_size is None else pages.page_size
+        if not 1 <= size <= pages.max_page_size:
+            raise ValueError(f"page_size must be between 1 and {pages.max_page_size}, not {size}")
+        return size
+
+    async def iter_pages(
+        self, path: str, cls: type[T], page_size: int | None
+    ) -> AsyncIterator[Page[T]]:
+        """Every page of the collection at `path`, in order, fetched as the iteration goes."""
+        limit = self.page_size(page_size)
+        offset = 0
+        while True:
+            page = await self.get_page(path, cls, offset=offset, limit=limit)
+            yield page
+            if page.is_last:
+                return
+            offset += page.size
+
+    async def _get_json(self, target: str, *, objects: int | None = None) -> Any:
+        """GET `target` (a path under the base URL, with its query) and decode its JSON.
+
+        Args:
+            objects: The most JSON objects the body may hold, counted (as
+                ``{``) before it is parsed: a page of 1.4 million empty objects
+                in 4 MiB would cost a hundred megabytes once decoded.
+        """
+        content = await self._send("GET", target)
+        # Counted only in a body larger than such a page usually is (1 KiB an
+        # item): a typical page costs no scan.
+        if (
+            objects is not None
+            and len(content) > objects * _BYTES_PER_OBJECT
+            and (count := content.count(b"{")) > objects
+        ):
+            raise DecodeError(
+                f"the body holds {count} JSON objects, beyond what a page of the "
+                f"size asked holds ({objects})",
+                method="GET",
+                path=target,
+            )
+        try:
+            return json.loads(content)
+        except UnicodeDecodeError:
+            raise DecodeError("the body is not UTF-8 text", method="GET", path=target) from None
+        except json.JSONDecodeError as exc:
+            raise DecodeError(
+                f"the body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})",
+                method="GET",
+                path=target,
+            ) from None
+        except RecursionError:
+            raise DecodeError(
+                "the body nests arrays or objects deeper than can be read",
+                method="GET",
+                path=target,
+            ) from None
+
+    async def _send(self, method: str, target: str) -> bytes:
+        session = self.session
+        policy = session.retry
+        started = anyio.current_time()
+        attempt_number = 0
+
+        def retry_on(exc: Exception) -> bool | float:
+            if attempt_number >= policy.attempts:
+                return False
+            if isinstance(exc, RateLimited):
+                wait = policy.default_retry_after if exc.retry_after is None else exc.retry_after
+                if wait > policy.max_retry_after:
+                    return False
+                if anyio.current_time() - started + wait > policy.timeout:
+                    return False
+                # The client-wide pause set on receipt does the waiting.
+                return 0.0
+            return isinstance(exc, ServerError | TransportError) and session.budget.try_spend()
+
+        # Retry machinery costs tens of microseconds per call, so the first
+        # attempt runs without it; a failure is replayed into stamina, which
+        # then decides, backs off and retries.
+        try:
+            return await self._attempt(method, target, started + policy.timeout)
+        except (ServerError, TransportError, RateLimited) as exc:
+            first_failure: Exception = exc
+        except Exception:
+            self._count_failure()
+            raise
+        remaining = policy.timeout - (anyio.current_time() - started)
+        if remaining <= 0:
+            # The deadline has passed already: no retry may start.
+            self._count_failure()
+            raise first_failure
+        try:
+            async for attempt in stamina.retry_context(
+                on=retry_on,
+                attempts=policy.attempts,
+                timeout=remaining,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    attempt_number = attempt.num
+                    if attempt_number == 1:
+                        raise first_failure  # noqa: TRY301 - replayed for stamina to decide
+                    self._count_retry()
+                    return await self._attempt(method, target, started + policy.timeout)
+        except Exception:
+            self._count_failure()
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(self, method: str, target: str, give_up_at: float) -> bytes:
+        session = self.session
+        paused = await session.throttle.wait_turn(give_up_at)
+        if paused:
+            # A 429 asked the whole client to wait longer than this call may.
+            raise RateLimited(
+                f"the client is paused {paused:.1f} s more by a 429's Retry-After, "
+                "beyond this call's deadline",
+                retry_after=paused,
+                status_code=429,
+                method=method,
+                path=target,
+            )
+        session.budget.on_request()
+        limiter = session.limiter
+        # A free slot is taken without a trip through the event loop: every
+        # yield here leaves pooled connections idle, which httpx2 pays for.
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        # The whole attempt, headers and every byte of the body, ends by its
+        # bound and by the call's deadline.
+        bound = give_up_at - anyio.current_time()
+        if session.attempt_timeout is not None and session.attempt_timeout < bound:
+            bound = session.attempt_timeout
+        try:
+            try:
+                # The target carries its query already encoded: one URL parse.
+                request = session.http.build_request(
+                    method, session.base_url + target, **session.request_options
+                )
+                context = request_secrets.set(self._log_context)
+                try:
+                    with anyio.fail_after(max(bound, 0.0)):
+                        response = await session.http.send(request, auth=self._auth, stream=True)
+                        try:
+                            content = await self._read_body(response, method, target)
+                        finally:
+                            await response.aclose()
+                finally:
+                    request_secrets.reset(context)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no complete answer from {session.host} within {bound:.3g} s",
+                    method=method,
+                    path=target,
+                ) from None
+            except httpx2.TimeoutException as exc:
+                raise RequestTimeout(
+                    f"no answer from {session.host} in time ({type(exc).__name__})",
+                    method=method,
+                    path=target,
+                ) from exc
+            except httpx2.DecodingError as exc:
+                raise DecodeError(
+                    f"the body could not be decompressed ({type(exc).__name__})",
+                    method=method,
+                    path=target,
+                ) from exc
+            except httpx2.TransportError as exc:
+                raise ConnectionFailed(
+                    f"the connection to {session.host} failed or dropped ({type(exc).__name__})",
+                    method=method,
+                    path=target,
+                ) from exc
+        finally:
+            limiter.release()
+        status = response.status_code
+        if status < 300:
+            return content
+        error = error_for_response(
+            status,
+            response.headers,
+            content,
+            method=method,
+            path=target,
+            redact=self.redact,
+            account=self.account,
+        )
+        if isinstance(error, RateLimited):
+            self._count_throttled()
+            wait = (
+                session.retry.default_retry_after
+                if error.retry_after is None
+                else error.retry_after
+            )
+            if wait <= session.retry.max_retry_after:
+                session.throttle.pause(wait)
+            # A longer wait fails this call at once (retry_on sees it) and pauses nothing:
+            # one endpoint's Retry-After of a year must not stop every account.
+        raise error
+
+    async def _read_body(self, response: httpx2.Response, method: str, shown: str) -> bytes:
+        limit = self.session.max_response_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise DecodeError(
+                f"the body of {declared} bytes exceeds the {limit}-byte limit",
+                method=method,
+                path=shown,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise DecodeError(
+                    f"the body exceeds the {limit}-byte limit", method=method, path=shown
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
