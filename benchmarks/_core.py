@@ -191,7 +191,7 @@ class Benchmark:
 REGISTRY: dict[str, Benchmark] = {}
 """Registered benchmarks by name, in registration (and run) order."""
 
-MODULES = ("benchmarks.crawl", "benchmarks.stream", "benchmarks.tokens")
+MODULES = ("benchmarks.crawl", "benchmarks.stream", "benchmarks.tokens", "benchmarks.hostile")
 """The modules whose import registers benchmarks, in run order: add new ones here."""
 
 
