@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from . import _redis_scripts as scripts
 from ._crypto import Encryption
 from ._errors import CorruptTokenData, LockTimeout, StoreUnavailable
 from ._keys import encoded_key
@@ -31,53 +32,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Writes the token only if the stored fingerprint is the expected one
-# ("" = nothing stored), and announces the change. One script, so no other
-# client can write in between. A key of another type fails the HGET (WRONGTYPE)
-# before anything is written.
-_COMPARE_AND_SET = """
-local current = redis.call('HGET', KEYS[1], 'fp')
-if (current == false and ARGV[1] == '') or current == ARGV[1] then
-    redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'data', ARGV[3], 'enc', ARGV[4], 'key', ARGV[5])
-    if tonumber(ARGV[6]) > 0 then
-        redis.call('PEXPIRE', KEYS[1], ARGV[6])
-    else
-        redis.call('PERSIST', KEYS[1])
-    end
-    redis.call('PUBLISH', ARGV[7], ARGV[8])
-    return 1
-end
-return 0
-"""
-# Writes the token whatever is stored. A key of another type is another
-# program's: refused before anything is written (a transaction would still
-# run the PEXPIRE after HSET failed, and the key would expire).
-_SAVE = """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'hash' and kind ~= 'none' then
-    return redis.error_reply('WRONGTYPE the token key holds a ' .. kind .. ', not a hash')
-end
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'data', ARGV[2], 'enc', ARGV[3], 'key', ARGV[4])
-if tonumber(ARGV[5]) > 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
-else
-    redis.call('PERSIST', KEYS[1])
-end
-return 1
-"""
-# Records this holder of an account's lock; returns the previous one's record
-# if it never released (its lease ran out while it was paused or had died).
-_TAKE_HOLDER = """
-local previous = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return previous
-"""
-_DROP_HOLDER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 # A holder that has not released within this long is forgotten: longer than
 # any refresh takes, and than a paused process is likely to stay paused.
 _HOLDER_MEMORY_MS = 120_000
@@ -176,10 +130,10 @@ class RedisTokenStore:
         self.encryption = encryption
         self.ttl = ttl
         self.lease = lease
-        self._compare_and_set = self._redis.register_script(_COMPARE_AND_SET)
-        self._save = self._redis.register_script(_SAVE)
-        self._take_holder = self._redis.register_script(_TAKE_HOLDER)
-        self._drop_holder = self._redis.register_script(_DROP_HOLDER)
+        self._compare_and_set = self._redis.register_script(scripts.COMPARE_AND_SET)
+        self._save = self._redis.register_script(scripts.SAVE)
+        self._take_holder = self._redis.register_script(scripts.TAKE_HOLDER)
+        self._drop_holder = self._redis.register_script(scripts.DROP_HOLDER)
         self._channel = f"{prefix}:changes"
         self._pubsub: PubSub | None = None
         self._pubsub_pool: ConnectionPool | None = None

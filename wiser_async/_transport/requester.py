@@ -1,4 +1,4 @@
-"""The one request path: a `Session` of shared limits, and a `Requester` per account.
+"""One account's half of the request path: the `Requester`.
 
 Every API call of the library goes through `Requester`: signing with the
 account's token (refreshing once on 401), the in-flight bound, the rate
@@ -10,24 +10,21 @@ methods only.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import anyio
 import httpx2
 import stamina
 
-from ._auth import BearerAuth
-from ._config import ApiConfig, usable_id
-from ._decode import Codec
-from ._redact import request_secrets
-from ._retry import RetryBudget, RetryPolicy, Throttle
-from ._stats import ClientStats
-from ._status import error_for_response
-from .errors import (
+from .._auth import BearerAuth
+from .._config import ApiConfig, usable_id
+from .._redact import request_secrets
+from .._stats import ClientStats
+from .._status import error_for_response
+from ..errors import (
     ConnectionFailed,
     DecodeError,
     RateLimited,
@@ -36,103 +33,18 @@ from .errors import (
     TransportError,
     WiserError,
 )
-from .models import Page
+from ..models import Page
 
 if TYPE_CHECKING:
-    from ._oauth import WiserOAuth
+    pass
 
-__all__ = ["DEFAULT_TIMEOUT", "UNSET", "Requester", "Session", "Unset"]
+from .session import OBJECTS_PER_ITEM, Session
+
+__all__ = ["Requester"]
 
 T = TypeVar("T")
-
-
-class Unset(enum.Enum):
-    """The type of `UNSET`."""
-
-    UNSET = "UNSET"
-
-
-UNSET: Final = Unset.UNSET
-"""Marks an option left unset, where None already means something (no timeout)."""
-
-DEFAULT_TIMEOUT = 30.0
-_CONNECT_TIMEOUT = 10.0
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# JSON objects a page's body may hold per item asked for, before it is parsed:
-# a device is one object (two with an address); the rest is room for unknown fields.
-OBJECTS_PER_ITEM = 64
+# Bytes per JSON object in a page's body, beyond which its objects are counted.
 _BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
-
-
-class Session:
-    """What the clients of several accounts share: pool, limits, throttle, budget, codec, stats.
-
-    One per `AsyncWiserClient` and its `for_account` siblings; the client
-    that created it closes it.
-    """
-
-    def __init__(
-        self,
-        *,
-        oauth: WiserOAuth,
-        config: ApiConfig,
-        http_client: httpx2.AsyncClient | None,
-        transport: httpx2.AsyncBaseTransport | None,
-        timeout: httpx2.Timeout | float | Unset | None,
-        max_in_flight: int,
-        rate_limit: float | None,
-        retry: RetryPolicy,
-        max_response_bytes: int,
-    ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        self.oauth = oauth
-        self.config = config
-        self.codec = Codec.shared(config.aliases)
-        # Quoted once: every page request puts them in its query.
-        self.page_params = (
-            quote(config.pages.offset_param, safe=""),
-            quote(config.pages.limit_param, safe=""),
-        )
-        self.base_url = config.base_url.rstrip("/")
-        # Named in transport errors, so a failure says which server it tried.
-        self.host = httpx2.URL(self.base_url).netloc.decode("ascii", "replace") or self.base_url
-        self.owns_http = http_client is None
-        if http_client is not None and transport is not None:
-            raise TypeError("give http_client= or transport=, not both")
-        keep_borrowed_phases = http_client is not None and timeout is UNSET
-        if timeout is UNSET:
-            timeout = DEFAULT_TIMEOUT
-        # A number bounds each attempt as a whole (connect, headers and every
-        # byte of the body: a server trickling a byte at a time cannot hold a
-        # call); an httpx2.Timeout sets httpx2's per-phase limits only.
-        self.attempt_timeout = float(timeout) if isinstance(timeout, int | float) else None
-        if isinstance(timeout, int | float):
-            timeout = httpx2.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout))
-        if http_client is None:
-            self.http = httpx2.AsyncClient(
-                timeout=timeout,
-                limits=httpx2.Limits(
-                    max_connections=max_in_flight, max_keepalive_connections=max_in_flight
-                ),
-                transport=transport,
-            )
-            self.request_options: dict[str, Any] = {}
-        else:
-            self.http = http_client
-            self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
-        self.max_in_flight = max_in_flight
-        self.limiter = anyio.CapacityLimiter(max_in_flight)
-        self.throttle = Throttle(rate_limit)
-        self.retry = retry
-        self.budget = RetryBudget(retry.budget_ratio, retry.budget_burst)
-        self.max_response_bytes = max_response_bytes
-        self.stats = ClientStats()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if the session created it, never a borrowed one."""
-        if self.owns_http:
-            await self.http.aclose()
 
 
 class Requester:
