@@ -504,3 +504,31 @@ async def test_a_token_endpoint_outage_fails_parts_not_the_account() -> None:
         result = await client.crawl()
     kinds = {failure.kind for failure in result.failures}
     assert kinds == {"token_endpoint"}
+
+
+async def test_two_crawls_at_once_on_one_client_each_count_only_their_own_requests() -> None:
+    big = PortfolioSpec(locations=2, sites_per_location=3, rooms_per_site=2, devices_per_site=6)
+    small = PortfolioSpec(locations=1, sites_per_location=2, rooms_per_site=1, devices_per_site=3)
+    # Latency keeps both crawls on the wire together.
+    sandbox = Sandbox(big, customers={"small-co": small}, faults=Faults(latency=0.01))
+    with sandbox.serve_in_thread() as urls:
+        accounts = {"big": "big-co", "small": "small-co"}
+        async with crawler(sandbox, urls, accounts) as client:
+            alone = {
+                account: (await client.crawl(accounts=[account], page_size=2)).stats.requests
+                for account in accounts
+            }
+            before = sandbox.stats.requests
+            together: dict[str, int] = {}
+
+            async def crawl(account: str) -> None:
+                result = await client.crawl(accounts=[account], page_size=2)
+                together[account] = result.stats.requests
+
+            async with anyio.create_task_group() as group:
+                for account in accounts:
+                    group.start_soon(crawl, account)
+            sent = sandbox.stats.requests - before
+    assert alone["big"] != alone["small"]
+    assert together == alone
+    assert sum(together.values()) == sent

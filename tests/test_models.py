@@ -299,3 +299,34 @@ def test_fast_decoding_agrees_with_the_cattrs_converter() -> None:
     for value in odd_values:
         agree(codec, Location, {"id": "l", "address": value})
         agree(codec, Location, {"id": "l", "address": {"postalCode": value, "x": 1}})
+
+
+MODEL_CLASSES = [Address, Location, Site, Room, Device]
+
+
+@pytest.mark.parametrize("target", MODEL_CLASSES, ids=lambda cls: cls.__name__)
+def test_no_models_alias_appears_in_another_models_errors(target: type[Any]) -> None:
+    import attrs
+
+    def aliased(cls: type[Any]) -> dict[str, str]:
+        return {
+            field.name: f"{cls.__name__.lower()}Alias{index}"
+            for index, field in enumerate(attrs.fields(cls))
+            if field.name != "extra"
+        }
+
+    aliases: dict[type, dict[str, str]] = {cls: aliased(cls) for cls in MODEL_CLASSES}
+    codec = Codec(aliases)
+    # Every field of the target, under its alias, holds a value no field accepts.
+    bad = {wire: [[]] for wire in aliases[target].values()}
+    with pytest.raises(DecodeError) as caught:
+        codec.structure(bad, target, method="GET", path="/x")
+    message = str(caught.value)
+    # A Location's address is an Address: its aliases are the Location's to show.
+    nested = {Location: Address}.get(target)
+    others = [cls for cls in MODEL_CLASSES if cls not in (target, nested)]
+    for other in others:
+        for wire in aliases[other].values():
+            assert f".{wire}" not in message, (other.__name__, message)
+    for wire in aliases[target].values():
+        assert f"$.{wire}" in message, (wire, message)
