@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
 from pathlib import Path
@@ -26,3 +27,25 @@ def test_readme_example_runs(
     script.write_text(BLOCKS[index])
     runpy.run_path(str(script), run_name="__main__")
     assert capsys.readouterr().out  # each example prints what it shows
+
+
+TOML_BLOCKS = re.findall(r"^```toml\n(.*?)^```", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+def test_readme_configuration_file_is_accepted_by_config_show(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from wiser_async.cli import main
+
+    (tmp_path / "secret.txt").write_text("not-a-real-secret\n")
+    config = tmp_path / "wiser.toml"
+    config.write_text(TOML_BLOCKS[index])
+    for name in [name for name in os.environ if name.startswith("WISER_")]:
+        monkeypatch.delenv(name)
+    result = CliRunner().invoke(main, ["config", "show", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "not-a-real-secret" not in result.output
+    assert "/sites/{site_id}/equipment" in result.output
