@@ -318,7 +318,7 @@ def test_no_models_alias_appears_in_another_models_errors(target: type[Any]) -> 
     aliases: dict[type, dict[str, str]] = {cls: aliased(cls) for cls in MODEL_CLASSES}
     codec = Codec(aliases)
     # Every field of the target, under its alias, holds a value no field accepts.
-    bad = {wire: [[]] for wire in aliases[target].values()}
+    bad: dict[str, Any] = {wire: [[]] for wire in aliases[target].values()}
     with pytest.raises(DecodeError) as caught:
         codec.structure(bad, target, method="GET", path="/x")
     message = str(caught.value)

@@ -35,6 +35,8 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "FailureEvent",
         "JsonlCrawl",
         "Listing",
+        "RateLimiter",
+        "RedisRateLimiter",
         "LocationTree",
         "Node",
         "RoomTree",

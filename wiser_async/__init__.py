@@ -35,8 +35,9 @@ from ._crawl import (
     Walk,
 )
 from ._oauth import AuthorizationRequest, WiserOAuth
+from ._redis_rate import RedisRateLimiter
 from ._resources import Listing
-from ._retry import RetryPolicy
+from ._retry import RateLimiter, RetryPolicy
 from ._snapshot import (
     DeviceChange,
     JsonlCrawl,
@@ -92,6 +93,8 @@ __all__ = [
     "Page",
     "PageFormat",
     "Paths",
+    "RateLimiter",
+    "RedisRateLimiter",
     "Requester",
     "RetryPolicy",
     "Room",

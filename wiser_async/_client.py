@@ -13,7 +13,7 @@ from ._config import ApiConfig
 from ._crawl import CrawlResult, DevicesBy, Walk, gather, open_walk
 from ._oauth import WiserOAuth
 from ._resources import Devices, Locations, Rooms, Sites
-from ._retry import RetryPolicy
+from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, UNSET, Requester, Session, Unset
 
@@ -52,7 +52,9 @@ class AsyncWiserClient:
             Unset: 30 s (a borrowed client keeps its own phase limits).
         max_in_flight: Requests in flight at once, across every account and
             task sharing this client.
-        rate_limit: Requests per second across the client, or None.
+        rate_limit: Requests per second across this client and its
+            `for_account` siblings (one process), or a `RedisRateLimiter`
+            shared by every process using its key; None: no limit.
         retry: Retry policy for transient failures.
         max_response_bytes: Larger bodies are refused with `DecodeError`.
     """
@@ -67,7 +69,7 @@ class AsyncWiserClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: httpx2.Timeout | float | Unset | None = UNSET,
         max_in_flight: int = 16,
-        rate_limit: float | None = None,
+        rate_limit: float | RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:

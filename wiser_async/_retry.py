@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import anyio
 import attrs
 
-__all__ = ["RetryBudget", "RetryPolicy", "Throttle"]
+__all__ = ["RateLimiter", "RetryBudget", "RetryPolicy", "Throttle"]
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +73,18 @@ class RetryBudget:
         return False
 
 
+class RateLimiter(Protocol):
+    """Where requests wait their turn: a `Throttle` (one process) or a `RedisRateLimiter` (all)."""
+
+    async def wait_turn(self, give_up_at: float) -> float:
+        """Wait until a request may go: 0, or the seconds it would still wait past `give_up_at`."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every request for `seconds` (after a 429's ``Retry-After``)."""
+        ...
+
+
 class Throttle:
     """Client-wide pacing: an optional request rate and pauses after 429s.
 
@@ -87,7 +100,7 @@ class Throttle:
         self._next_slot = -math.inf
         self._paused_until = -math.inf
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Hold every request until `seconds` from now (never shortens a pause)."""
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
 

@@ -27,6 +27,7 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     │   └── ConnectionFailed          refused, reset or dropped connection
     ├── DecodeError                   a body that is not the JSON the contract describes
     ├── CrawlOutputError              a crawl output cannot be resumed as asked
+    ├── RateLimiterUnavailable        the Redis of a shared rate limit did not answer
     └── StoreError                    the token store failed (also a token_stores.TokenStoreError)
         ├── StoreUnavailable          the backing service or file system failed
         ├── LockTimeout               an account's lock was not acquired in time
@@ -372,6 +373,16 @@ class CrawlOutputError(WiserError):
     """
 
     kind: ClassVar[str] = "output"
+
+
+class RateLimiterUnavailable(WiserError):
+    """The Redis holding a shared rate limit (`RedisRateLimiter`) did not answer.
+
+    The request was not sent: without the shared schedule it could exceed
+    the rate every worker agreed on. Raised after the limiter's ``patience``.
+    """
+
+    kind: ClassVar[str] = "rate_limiter"
 
 
 class StoreError(WiserError, token_stores.TokenStoreError):

@@ -377,7 +377,7 @@ class Requester:
                 else error.retry_after
             )
             if wait <= session.retry.max_retry_after:
-                session.throttle.pause(wait)
+                await session.throttle.pause(wait)
             # A longer wait fails this call at once (retry_on sees it) and pauses nothing:
             # one endpoint's Retry-After of a year must not stop every account.
         raise error

@@ -15,7 +15,7 @@ import httpx2
 
 from .._config import ApiConfig
 from .._decode import Codec
-from .._retry import RetryBudget, RetryPolicy, Throttle
+from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Session:
         transport: httpx2.AsyncBaseTransport | None,
         timeout: httpx2.Timeout | float | Unset | None,
         max_in_flight: int,
-        rate_limit: float | None,
+        rate_limit: float | RateLimiter | None,
         retry: RetryPolicy,
         max_response_bytes: int,
     ) -> None:
@@ -107,7 +107,12 @@ class Session:
             self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
         self.max_in_flight = max_in_flight
         self.limiter = anyio.CapacityLimiter(max_in_flight)
-        self.throttle = Throttle(rate_limit)
+        # A number paces this process; a shared limiter (RedisRateLimiter) every process.
+        self.throttle: RateLimiter = (
+            Throttle(rate_limit)
+            if rate_limit is None or isinstance(rate_limit, int | float)
+            else rate_limit
+        )
         self.retry = retry
         self.budget = RetryBudget(retry.budget_ratio, retry.budget_burst)
         self.max_response_bytes = max_response_bytes
