@@ -191,7 +191,13 @@ class Benchmark:
 REGISTRY: dict[str, Benchmark] = {}
 """Registered benchmarks by name, in registration (and run) order."""
 
-MODULES = ("benchmarks.crawl", "benchmarks.stream", "benchmarks.tokens", "benchmarks.hostile")
+MODULES = (
+    "benchmarks.crawl",
+    "benchmarks.stream",
+    "benchmarks.tokens",
+    "benchmarks.hostile",
+    "benchmarks.shared_rate",
+)
 """The modules whose import registers benchmarks, in run order: add new ones here."""
 
 
