@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["EVERY_RESOURCE", "REDIRECT_STATUSES", "FaultPlan", "Faults"]
+__all__ = ["EVERY_RESOURCE", "REDIRECT_STATUSES", "FaultPlan", "Faults", "format_retry_after"]
 
 RetryAfterFormat = Literal["seconds", "http-date"]
 
@@ -261,7 +261,7 @@ class Faults:
             setattr(self, name, getattr(candidate, name))
 
 
-def _retry_after(seconds: float, fmt: RetryAfterFormat) -> str:
+def format_retry_after(seconds: float, fmt: RetryAfterFormat) -> str:
     if fmt == "http-date":
         # An HTTP date has whole seconds: round the instant up so a client never waits too little.
         return formatdate(math.ceil(time.time() + seconds), usegmt=True)
@@ -321,7 +321,7 @@ class FaultPlan:
             phase = (now - self._burst_origin) % every
             if phase < faults.throttle_burst_length:
                 rest = faults.throttle_burst_length - phase
-                return _retry_after(rest, faults.retry_after_format)
+                return format_retry_after(rest, faults.retry_after_format)
         if faults.rate_limit is not None:
             throttle = self._take_token(faults.rate_limit, faults, now)
             if throttle is not None:
@@ -329,7 +329,7 @@ class FaultPlan:
         else:
             self._refilled = None
         if self._draw(faults, faults.throttle_rate):
-            return _retry_after(faults.retry_after, faults.retry_after_format)
+            return format_retry_after(faults.retry_after, faults.retry_after_format)
         return None
 
     def _take_token(self, rate: float, faults: Faults, now: float) -> str | None:
@@ -343,7 +343,7 @@ class FaultPlan:
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return None
-        return _retry_after((1.0 - self._tokens) / rate, faults.retry_after_format)
+        return format_retry_after((1.0 - self._tokens) / rate, faults.retry_after_format)
 
     def error_status(self, faults: Faults) -> int | None:
         """A 5xx status to answer with, if ``error_rate`` says so."""

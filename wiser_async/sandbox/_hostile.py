@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ._faults import Faults, _retry_after
+from ._faults import Faults, format_retry_after
 from ._http import Response, api_error, encode_json
 from ._stats import StatsRecorder
 
@@ -128,7 +128,7 @@ def echo_authorization(response: Response, authorization: str) -> Response:
 
 def long_retry_after(faults: Faults) -> Response:
     """The 429 of ``long_retry_after``."""
-    value = _retry_after(faults.long_retry_after_seconds, faults.retry_after_format)
+    value = format_retry_after(faults.long_retry_after_seconds, faults.retry_after_format)
     headers = ((b"retry-after", value.encode()),)
     return api_error(429, "rate_limited", "too many requests", headers)
 

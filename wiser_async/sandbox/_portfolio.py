@@ -9,112 +9,38 @@ a page of it is read, and reading a page costs only that page.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
+from ._synthetic_data import (
+    CATEGORIES,
+    CITIES,
+    CREATED_SPAN,
+    DEVICE_WORDS,
+    EPOCH_CREATED,
+    EPOCH_SEEN,
+    LOCATION_NOUNS,
+    LOCATION_WORDS,
+    MASK,
+    RATED_CURRENTS,
+    ROOM_CATEGORIES,
+    ROOM_NAMES,
+    ROOM_TYPES,
+    SITE_NOUNS,
+    SITE_TYPES,
+    STATUSES,
+    STREETS,
+    USAGES,
+    mix,
+    timestamp,
+)
+
 __all__ = ["Portfolio", "PortfolioSpec", "customer_tag"]
 
-_MASK = (1 << 64) - 1
 _ARITY = {"loc": 1, "site": 2, "room": 3, "dev": 3}
 _COUNT = attrs.validators.ge(0)
-
-# (city, country, IANA timezone, postal code format taking an int)
-_CITIES: tuple[tuple[str, str, str, Callable[[int], str]], ...] = (
-    ("Grenoble", "FR", "Europe/Paris", lambda n: f"38{n % 1000:03d}"),
-    ("Lyon", "FR", "Europe/Paris", lambda n: f"69{n % 1000:03d}"),
-    ("Rueil-Malmaison", "FR", "Europe/Paris", lambda n: f"92{n % 1000:03d}"),
-    ("Berlin", "DE", "Europe/Berlin", lambda n: f"10{n % 1000:03d}"),
-    ("München", "DE", "Europe/Berlin", lambda n: f"80{n % 1000:03d}"),
-    ("Madrid", "ES", "Europe/Madrid", lambda n: f"28{n % 1000:03d}"),
-    ("Málaga", "ES", "Europe/Madrid", lambda n: f"29{n % 1000:03d}"),
-    ("London", "GB", "Europe/London", lambda n: f"SE{n % 20 + 1} {n % 9 + 1}AB"),
-    ("Amsterdam", "NL", "Europe/Amsterdam", lambda n: f"10{n % 100:02d} AB"),
-    ("Oslo", "NO", "Europe/Oslo", lambda n: f"0{n % 1000:03d}"),
-    ("Boston", "US", "America/New_York", lambda n: f"02{n % 1000:03d}"),
-    ("Austin", "US", "America/Chicago", lambda n: f"78{n % 1000:03d}"),
-    ("Sydney", "AU", "Australia/Sydney", lambda n: f"2{n % 1000:03d}"),
-    ("Tokyo", "JP", "Asia/Tokyo", lambda n: f"1{n % 100:02d}-{n % 10000:04d}"),
-    ("Bengaluru", "IN", "Asia/Kolkata", lambda n: f"560{n % 1000:03d}"),
-)
-_STREETS = (
-    "Rue Joseph Monier",
-    "Avenue des Alpes",
-    "Hauptstraße",
-    "Calle Mayor",
-    "High Street",
-    "Keizersgracht",
-    "Main Street",
-    "Karl Johans gate",
-    "Sakura-dori",
-    "Park Lane",
-)
-_LOCATION_WORDS = ("North", "South", "East", "West", "Riverside", "Hilltop", "Harbour", "Central")
-_LOCATION_NOUNS = ("Campus", "Estate", "Portfolio", "Offices", "Residences", "Works", "Park")
-_SITE_NOUNS = ("Building", "House", "Warehouse", "Plant", "Store", "Block", "Annex")
-_SITE_TYPES = ("residential", "commercial", "industrial")
-_ROOM_TYPES = ("kitchen", "living", "bedroom", "bathroom", "office", "technical")
-_ROOM_NAMES = {
-    "kitchen": "Kitchen",
-    "living": "Living room",
-    "bedroom": "Bedroom",
-    "bathroom": "Bathroom",
-    "office": "Office",
-    "technical": "Technical room",
-    "garage": "Garage",
-}
-# category -> (name noun, ((model, commercial reference, phases), ...))
-_CATEGORIES: dict[str, tuple[str, tuple[tuple[str, str, int], ...]]] = {
-    "gateway": ("gateway", (("Wiser Energy Gateway", "EER31800", 1),)),
-    "meter": (
-        "meter",
-        (("PowerTag E M63 3P+N", "A9MEM1540", 3), ("PowerTag E M63 1P+N", "A9MEM1520", 1)),
-    ),
-    "energy-sensor": (
-        "sensor",
-        (
-            ("PowerTag M63 1P+N", "A9MEM1520", 1),
-            ("PowerTag M63 3P+N", "A9MEM1540", 3),
-            ("PowerTag F160 3P+N", "A9MEM1570", 3),
-        ),
-    ),
-    "smart-plug": ("plug", (("Wiser Smart Plug", "CCT711119", 1),)),
-    "thermostat": ("thermostat", (("Wiser Room Thermostat", "CCTFR6400", 1),)),
-    "heat-pump": ("heat pump", (("Aquarea HP-9", "HP9-ZB-EXT", 3),)),
-}
-_ROOM_CATEGORIES = ("energy-sensor", "energy-sensor", "smart-plug", "thermostat", "meter")
-_DEVICE_WORDS = ("Boiler", "Oven", "Heater", "Charger", "Lights", "Sockets", "Pump", "Fridge")
-_USAGES = ("heating", "cooling", "ev-charging", "water-heating", "lighting", "plugs")
-_STATUSES = ("online", "online", "online", "online", "offline", "unknown")
-_RATED_CURRENTS: tuple[float, ...] = (10, 16, 20, 25, 32, 40, 63, 2.5)
-_OFFSETS = ((3600, "+01:00"), (7200, "+02:00"), (-18000, "-05:00"), (19800, "+05:30"))
-
-# Every timestamp is derived from these, never from the clock, so data is reproducible.
-_EPOCH_CREATED = 1_546_300_800  # 2019-01-01T00:00:00Z
-_CREATED_SPAN = 4 * 365 * 86_400
-_EPOCH_SEEN = 1_748_736_000  # 2025-06-01T00:00:00Z
-
-
-def _mix(h: int, x: int) -> int:
-    """Fold ``x`` into the hash ``h`` (splitmix64 finaliser): cheap and well spread."""
-    h = ((h ^ x) * 0x9E3779B97F4A7C15) & _MASK
-    h ^= h >> 31
-    h = (h * 0xBF58476D1CE4E5B9) & _MASK
-    return h ^ (h >> 29)
-
-
-def _timestamp(epoch: int, h: int) -> str:
-    """RFC 3339: mostly UTC with ``Z``, one in four with an offset, some with milliseconds."""
-    style = h & 7
-    if style < 2:
-        seconds, suffix = _OFFSETS[(h >> 3) & 3]
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch + seconds)) + suffix
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
-    if style == 2:
-        return f"{text}.{(h >> 5) % 1000:03d}Z"
-    return text + "Z"
 
 
 def customer_tag(seed: int, customer: str) -> str:
@@ -191,7 +117,7 @@ class Portfolio:
 
     @_hash.default
     def _make_hash(self) -> int:
-        return _mix(self.spec.seed & _MASK, int(self.tag, 16))
+        return mix(self.spec.seed & MASK, int(self.tag, 16))
 
     @_unassigned.default
     def _make_unassigned(self) -> int:
@@ -249,55 +175,55 @@ class Portfolio:
     # -- entities -------------------------------------------------------------
 
     def _location(self, i: int) -> dict[str, Any]:
-        h = _mix(self._hash, i)
-        city, country, tz, postal = _CITIES[h % len(_CITIES)]
-        created = _EPOCH_CREATED + (h >> 8) % _CREATED_SPAN
+        h = mix(self._hash, i)
+        city, country, tz, postal = CITIES[h % len(CITIES)]
+        created = EPOCH_CREATED + (h >> 8) % CREATED_SPAN
         return {
             "id": f"loc-{self.tag}-{i}",
-            "name": f"{_LOCATION_WORDS[(h >> 12) % 8]} {_LOCATION_NOUNS[(h >> 16) % 7]} {i + 1}",
+            "name": f"{LOCATION_WORDS[(h >> 12) % 8]} {LOCATION_NOUNS[(h >> 16) % 7]} {i + 1}",
             "address": {
-                "street": f"{(h >> 20) % 200 + 1} {_STREETS[(h >> 28) % len(_STREETS)]}",
+                "street": f"{(h >> 20) % 200 + 1} {STREETS[(h >> 28) % len(STREETS)]}",
                 "city": city,
                 "postalCode": postal(h >> 32),
                 "country": country,
             },
             "timezone": tz,
-            "createdAt": _timestamp(created, h >> 40),
-            "updatedAt": _timestamp(created + (h >> 44) % 40_000_000, h >> 50),
+            "createdAt": timestamp(created, h >> 40),
+            "updatedAt": timestamp(created + (h >> 44) % 40_000_000, h >> 50),
             # Not in the contract: clients must keep fields they do not know.
             "customerReference": f"CR-{(h >> 24) % 1_000_000:06d}",
         }
 
     def _site(self, i: int, j: int) -> dict[str, Any]:
-        h = _mix(_mix(self._hash, i), j + 0x5173)
-        city_tz = _CITIES[_mix(self._hash, i) % len(_CITIES)][2]
+        h = mix(mix(self._hash, i), j + 0x5173)
+        city_tz = CITIES[mix(self._hash, i) % len(CITIES)][2]
         global_index = i * self.spec.sites_per_location + j
-        created = _EPOCH_CREATED + (h >> 8) % _CREATED_SPAN
+        created = EPOCH_CREATED + (h >> 8) % CREATED_SPAN
         return {
             "id": f"site-{self.tag}-{i}-{j}",
             "locationId": f"loc-{self.tag}-{i}",
-            "name": f"{_SITE_NOUNS[h % 7]} {chr(65 + j % 26)}{j // 26 or ''}",
-            "type": "agricultural" if global_index % 4 == 3 else _SITE_TYPES[(h >> 4) % 3],
+            "name": f"{SITE_NOUNS[h % 7]} {chr(65 + j % 26)}{j // 26 or ''}",
+            "type": "agricultural" if global_index % 4 == 3 else SITE_TYPES[(h >> 4) % 3],
             "timezone": city_tz,
-            "createdAt": _timestamp(created, h >> 40),
-            "updatedAt": _timestamp(created + (h >> 44) % 40_000_000, h >> 50),
+            "createdAt": timestamp(created, h >> 40),
+            "updatedAt": timestamp(created + (h >> 44) % 40_000_000, h >> 50),
         }
 
     def _room(self, i: int, j: int, k: int) -> dict[str, Any]:
         spec = self.spec
-        h = _mix(_mix(_mix(self._hash, i), j), k + 0x7007)
+        h = mix(mix(mix(self._hash, i), j), k + 0x7007)
         global_index = (i * spec.sites_per_location + j) * spec.rooms_per_site + k
-        room_type = "garage" if global_index % 5 == 4 else _ROOM_TYPES[h % 6]
+        room_type = "garage" if global_index % 5 == 4 else ROOM_TYPES[h % 6]
         return {
             "id": f"room-{self.tag}-{i}-{j}-{k}",
             "siteId": f"site-{self.tag}-{i}-{j}",
-            "name": f"{_ROOM_NAMES[room_type]} {k + 1}",
+            "name": f"{ROOM_NAMES[room_type]} {k + 1}",
             "type": room_type,
             "floor": (h >> 8) % 7 - 1,
         }
 
     def _device(self, site_hash: int, prefix: str, site_id: str, d: int) -> dict[str, Any]:
-        h = _mix(site_hash, d)
+        h = mix(site_hash, d)
         unassigned = self._unassigned
         if d % 7 == 6:
             category = "heat-pump"
@@ -306,19 +232,17 @@ class Portfolio:
         elif d < unassigned:
             category = "meter"
         else:
-            category = _ROOM_CATEGORIES[h % 5]
-        noun, models = _CATEGORIES[category]
+            category = ROOM_CATEGORIES[h % 5]
+        noun, models = CATEGORIES[category]
         model, reference, phases = models[(h >> 4) % len(models)]
         rooms = self.spec.rooms_per_site
         room_id = None if d < unassigned else f"room-{prefix}-{(d - unassigned) % rooms}"
-        status = _STATUSES[(h >> 8) % 6]
+        status = STATUSES[(h >> 8) % 6]
         device: dict[str, Any] = {
             "id": f"dev-{prefix}-{d}",
             "siteId": site_id,
             "roomId": room_id,
-            "name": (
-                f"{'Main' if d < unassigned else _DEVICE_WORDS[(h >> 12) % 8]} {noun} {d + 1}"
-            ),
+            "name": (f"{'Main' if d < unassigned else DEVICE_WORDS[(h >> 12) % 8]} {noun} {d + 1}"),
             "category": category,
             "model": model,
             "commercialReference": reference,
@@ -327,20 +251,20 @@ class Portfolio:
             "lastSeenAt": (
                 None
                 if status == "unknown"
-                else _timestamp(_EPOCH_SEEN - (h >> 20) % 2_592_000, h >> 48)
+                else timestamp(EPOCH_SEEN - (h >> 20) % 2_592_000, h >> 48)
             ),
         }
         if (h >> 40) % 5:
             device["firmwareVersion"] = f"{(h >> 42) % 4 + 1}.{(h >> 44) % 12}.{(h >> 46) % 30}"
         if category != "gateway":
-            device["ratedCurrentA"] = _RATED_CURRENTS[(h >> 52) % 8]
+            device["ratedCurrentA"] = RATED_CURRENTS[(h >> 52) % 8]
             device["phases"] = phases
             if category == "heat-pump":
                 device["usage"] = "heating"
             elif d < unassigned:
                 device["usage"] = "main"
             else:
-                device["usage"] = _USAGES[(h >> 56) % 6]
+                device["usage"] = USAGES[(h >> 56) % 6]
         if category == "heat-pump":
             # Not in the contract: clients must keep fields they do not know.
             device["vendorExtension"] = {"protocol": "zigbee", "channel": 15}
@@ -382,7 +306,7 @@ class Portfolio:
     # -- collections ----------------------------------------------------------
 
     def _site_hash(self, i: int, j: int) -> int:
-        return _mix(_mix(self._hash, i), j + 0xDE71CE)
+        return mix(mix(self._hash, i), j + 0xDE71CE)
 
     def _require(self, kind: str, entity_id: str) -> tuple[int, ...]:
         ix = self._parse(kind, entity_id)
