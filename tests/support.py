@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -238,3 +240,34 @@ class _CountedStream(httpx2.AsyncByteStream):
             self._closed = True
             self._owner.open -= 1
         await self._response.aclose()
+
+
+def read_terminal(command: list[str], timeout: float) -> tuple[int, bytes]:
+    """Run `command` with stderr on a pseudo-terminal; its exit code and what it showed there."""
+    leader, follower = pty.openpty()
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return completed.returncode, seen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import random
 import re
 import signal
@@ -20,7 +19,7 @@ import attrs
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support import CLIENT_SECRET, free_port, issue
+from tests.support import CLIENT_SECRET, free_port, issue, read_terminal
 from token_stores import Encryption, FileTokenStore
 from wiser_async import read_snapshot
 from wiser_async.cli import main
@@ -265,32 +264,8 @@ def test_ctrl_c_exits_130_and_the_crawl_resumes(tmp_path: Path, reference_crawl:
 
 @pytest.mark.slow
 def test_progress_shows_on_a_terminal(tmp_path: Path) -> None:
-    leader, follower = pty.openpty()
-    try:
-        completed = subprocess.run(
-            crawl_command(tmp_path / "out.jsonl"),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=follower,
-            timeout=60,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-        os.close(follower)
-        follower = -1
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
-    assert completed.returncode == 0
+    code, seen = read_terminal(crawl_command(tmp_path / "out.jsonl"), timeout=60)
+    assert code == 0
     assert b"crawling" in seen
     assert b"devices" in seen
 

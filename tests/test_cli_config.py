@@ -18,6 +18,7 @@ import httpx2
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.cli_support import assert_one_line_error
 from tests.support import CLIENT_SECRET, issue
 from token_stores import (
     Encryption,
@@ -38,17 +39,6 @@ CLEAN = {name: None for name in os.environ if name.startswith("WISER_")}
 def run(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
     environment = {**CLEAN, **(env or {})}
     return CliRunner().invoke(main, list(args), env=environment, catch_exceptions=False)
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def shown(result: Result) -> dict[str, tuple[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import signal
 import subprocess
@@ -19,7 +18,8 @@ import pytest
 import stamina
 from click.testing import CliRunner, Result
 
-from tests.support import CLIENT_ID, CLIENT_SECRET, free_port, issue
+from tests.cli_support import assert_one_line_error
+from tests.support import CLIENT_ID, CLIENT_SECRET, free_port, issue, read_terminal
 from token_stores import FileTokenStore
 from wiser_async import read_snapshot
 from wiser_async.cli import main
@@ -31,17 +31,6 @@ ENV = {"WISER_CLIENT_SECRET": CLIENT_SECRET}
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env={**ENV, **(env or {})}, catch_exceptions=False)
-
-
-def assert_one_line_error(result: Result, *fragments: str, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def keys_of(path: Path) -> Counter[tuple[str, str, str]]:
@@ -270,37 +259,6 @@ def test_ctrl_c_of_a_json_crawl_exits_130_and_says_it_cannot_resume(
     )
     assert "Traceback" not in completed.stderr
     assert not output.exists()  # a JSON document is written whole, or not at all
-
-
-def read_terminal(command: list[str], timeout: float) -> tuple[int, bytes]:
-    """Run `command` with stderr on a pseudo-terminal; its exit code and what it showed there."""
-    leader, follower = pty.openpty()
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=follower,
-            timeout=timeout,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
-        os.close(follower)
-        follower = -1
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
-    return completed.returncode, seen
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.cli_support import assert_one_line_error
 from wiser_async.cli import main
 
 ROOT = Path(__file__).parent.parent
@@ -21,17 +22,6 @@ ROOT = Path(__file__).parent.parent
 
 def run(*args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
-
-
-def assert_one_line_error(result: Result, *fragments: str, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 DEVICE = {"type": "device", "account": "a", "siteId": "s", "data": {"id": "d1", "siteId": "s"}}

@@ -16,6 +16,7 @@ import httpx2
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.cli_support import assert_one_line_error
 from tests.support import CLIENT_ID, CLIENT_SECRET, free_port
 from token_stores import FileTokenStore, Token
 from wiser_async.cli import main
@@ -47,17 +48,6 @@ def run(*args: str, secret: str = CLIENT_SECRET) -> Result:
     return CliRunner().invoke(
         main, list(args), env={"WISER_CLIENT_SECRET": secret}, catch_exceptions=False
     )
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def read_line(stream: Iterator[str], timeout: float) -> str:
