@@ -21,7 +21,7 @@ def test_readme_has_runnable_examples() -> None:
 def test_readme_example_runs(
     index: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
-    if "RedisTokenStore(" in BLOCKS[index]:
+    if "RedisTokenStore(" in BLOCKS[index] or "RedisRateLimiter(" in BLOCKS[index]:
         request.getfixturevalue("redis_url")  # Redis examples need a Redis
     script = tmp_path / f"example_{index}.py"
     script.write_text(BLOCKS[index])
