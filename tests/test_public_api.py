@@ -25,6 +25,7 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "AsyncWiserClient",
         "AuthorizationRequest",
         "Batch",
+        "ClientEvent",
         "ClientStats",
         "CrawlResult",
         "CrawlStats",
@@ -33,6 +34,7 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "Events",
         "Failure",
         "FailureEvent",
+        "FailureRecorded",
         "JsonlCrawl",
         "Listing",
         "RateLimiter",
@@ -43,6 +45,10 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "SiteTree",
         "SnapshotDiff",
         "Requester",
+        "RequestDone",
+        "RequestRetried",
+        "Throttled",
+        "TokenRefreshed",
         "UnitDone",
         "Unset",
         "Walk",
@@ -64,6 +70,11 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "Site",
         "SiteType",
         "WiserOAuth",
+        "MergedCrawl",
+        "WorkerRun",
+        "enqueue",
+        "merge",
+        "run_worker",
     }
     for name in wiser_async.__all__:
         assert getattr(wiser_async, name) is not None

@@ -34,7 +34,10 @@ from ._crawl import (
     UnitDone,
     Walk,
 )
+from ._crawl.engine import FailureRecorded
+from ._distributed import MergedCrawl, WorkerRun, enqueue, merge, run_worker
 from ._oauth import AuthorizationRequest, WiserOAuth
+from ._observe import ClientEvent, RequestDone, RequestRetried, Throttled, TokenRefreshed
 from ._redis_rate import RedisRateLimiter
 from ._resources import Listing
 from ._retry import RateLimiter, RetryPolicy
@@ -73,6 +76,7 @@ __all__ = [
     "AsyncWiserClient",
     "AuthorizationRequest",
     "Batch",
+    "ClientEvent",
     "ClientStats",
     "CrawlResult",
     "CrawlStats",
@@ -85,16 +89,20 @@ __all__ = [
     "Events",
     "Failure",
     "FailureEvent",
+    "FailureRecorded",
     "JsonlCrawl",
     "Listing",
     "Location",
     "LocationTree",
+    "MergedCrawl",
     "Node",
     "Page",
     "PageFormat",
     "Paths",
     "RateLimiter",
     "RedisRateLimiter",
+    "RequestDone",
+    "RequestRetried",
     "Requester",
     "RetryPolicy",
     "Room",
@@ -104,14 +112,20 @@ __all__ = [
     "SiteTree",
     "SiteType",
     "SnapshotDiff",
+    "Throttled",
+    "TokenRefreshed",
     "UnitDone",
     "Unset",
     "Walk",
     "WiserOAuth",
+    "WorkerRun",
     "crawl_to_json",
     "crawl_to_jsonl",
     "diff_snapshots",
+    "enqueue",
+    "merge",
     "read_snapshot",
+    "run_worker",
 ]
 
 # Shown as the package's own, as httpx does: `wiser_async.Walk`, not `wiser_async._crawl.walk.Walk`.

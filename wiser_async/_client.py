@@ -12,6 +12,7 @@ import httpx2
 from ._config import ApiConfig
 from ._crawl import CrawlResult, DevicesBy, Walk, gather, open_walk
 from ._oauth import WiserOAuth
+from ._observe import EventHook
 from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
@@ -57,6 +58,12 @@ class AsyncWiserClient:
             shared by every process using its key; None: no limit.
         retry: Retry policy for transient failures.
         max_response_bytes: Larger bodies are refused with `DecodeError`.
+        on_event: Called with a `ClientEvent` (`RequestDone`, `RequestRetried`,
+            `Throttled`, `TokenRefreshed`, `FailureRecorded`) as things happen,
+            by this client and every `for_account` sibling. Synchronous, on
+            the event loop: it must be quick and never block. One that raises
+            is logged once at ERROR and the request goes on. None: no event is
+            built at all.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class AsyncWiserClient:
         rate_limit: float | RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_event: EventHook | None = None,
     ) -> None:
         session = Session(
             oauth=oauth,
@@ -83,6 +91,7 @@ class AsyncWiserClient:
             rate_limit=rate_limit,
             retry=retry or RetryPolicy(),
             max_response_bytes=max_response_bytes,
+            on_event=on_event,
         )
         self._attach(Requester(session, account), owns_session=True)
 

@@ -192,6 +192,11 @@ _HTTP_LOGGERS = (
     "httpcore2.http2",
     "httpcore2.proxy",
     "httpcore2.socks",
+    # The library's own: their messages are built from redacted text, checked once more.
+    "wiser_async.oauth",
+    "wiser_async.http",
+    "wiser_async.crawl",
+    "wiser_async.events",
 )
 
 

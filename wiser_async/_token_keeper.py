@@ -14,6 +14,7 @@ from token_stores import Token, TokenStore, TokenStoreError
 
 from ._account_state import SAVE_RETRY_FIRST, UNKNOWN, Account, Unsaved, refresh_time
 from ._grants import Superseded, finishing, grant, load_quietly
+from ._observe import note_token_refreshed
 from ._redact import Secrets
 from ._token_endpoint import TokenEndpoint
 from .errors import AuthorizationRequired, TokenEndpointError, store_error
@@ -318,7 +319,8 @@ class TokenKeeper:
             if new.scope is None and current.scope is not None:
                 # RFC 6749 section 5.1: an answer without scope grants the scope asked for.
                 new = attrs.evolve(new, scope=current.scope)
-            logger.info("refreshed the token of account %r", account)
+            logger.info("refreshed the token of account %r", account, extra={"account": account})
+            note_token_refreshed(account)
             return await self._store_new(
                 account, state, new, expected=expected, conditional=conditional
             )

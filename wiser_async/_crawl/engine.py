@@ -11,6 +11,7 @@ levels and accounts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from token_stores import TokenStoreError
 
 from .._config import COLLECTIONS, CollectionName, NodeKind, usable_id
+from .._observe import ClientEvent
 from .._stats import ClientStats
 from .._transport import Requester
 from ..errors import AuthorizationError, DecodeError, TokenEndpointError, WiserError
@@ -29,7 +31,9 @@ from .events import Batch, Event, FailureEvent, UnitDone
 from .queue import FairQueue, Job, Pages
 from .results import DevicesBy, Failure, Item, Unit
 
-__all__ = ["MAX_PAGES", "RETRY_LATER_KINDS", "Engine"]
+__all__ = ["MAX_PAGES", "RETRY_LATER_KINDS", "Engine", "FailureRecorded"]
+
+logger = logging.getLogger("wiser_async.crawl")
 
 # Collections whose items lead to more collections (rooms only when devices are read by room).
 _PARENTS = frozenset({"locations", "sites", "rooms"})
@@ -57,6 +61,17 @@ _PASSING_TOKEN_ERRORS = frozenset(
 )
 
 
+@attrs.frozen
+class FailureRecorded(ClientEvent):
+    """A walk or crawl recorded a failure (one per `Failure` of its results).
+
+    Attributes:
+        failure: What could not be read, and why (never a secret).
+    """
+
+    failure: Failure
+
+
 class Engine:
     """Runs one walk: the workers, the queue, the units and the failures."""
 
@@ -78,6 +93,7 @@ class Engine:
             for account in dict.fromkeys(accounts)
         }
         self.paths = requester.config.paths
+        self.events = requester.session.events
         self.devices_by = devices_by
         self.page_size = page_size
         self.done_units = done_units
@@ -364,11 +380,30 @@ class Engine:
             location_id=job.location_id,
             site_id=job.site_id,
         )
-        self.failures.append(failure)
+        self._record(failure)
         self.failed_jobs.add(id(job))
         if kind in RETRY_LATER_KINDS:
             self.unfinished_units.add(job.unit)
         await self._emit(FailureEvent(job.unit, failure))
+
+    def _record(self, failure: Failure) -> None:
+        self.failures.append(failure)
+        logger.warning(
+            "account %r: %s not read (%s%s): %s",
+            failure.account,
+            failure.resource,
+            failure.kind,
+            "" if failure.status is None else f", HTTP {failure.status}",
+            failure.message,
+            extra={
+                "account": failure.account,
+                "resource": failure.resource,
+                "kind": failure.kind,
+                "status": failure.status,
+            },
+        )
+        if self.events is not None:
+            self.events.emit(FailureRecorded(failure))
 
     async def _account_failed(self, account: str, error: AuthorizationError) -> None:
         # One failure for the account, not one per collection: nothing of it
@@ -382,5 +417,5 @@ class Engine:
         failure = Failure(
             account=account, resource="*", kind="authorization", status=status, message=message
         )
-        self.failures.append(failure)
+        self._record(failure)
         await self._emit(FailureEvent(("account", account, ""), failure))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -21,6 +22,17 @@ import stamina
 
 from .._auth import BearerAuth
 from .._config import ApiConfig, usable_id
+from .._observe import (
+    ApiPath,
+    AttemptRecord,
+    ObservedCall,
+    Throttled,
+    failure_reason,
+    log_retry,
+    log_throttled,
+    note_send,
+    template_of,
+)
 from .._redact import request_secrets
 from .._stats import ClientStats
 from .._status import error_for_response
@@ -34,11 +46,7 @@ from ..errors import (
     WiserError,
 )
 from ..models import Page
-
-if TYPE_CHECKING:
-    pass
-
-from .session import OBJECTS_PER_ITEM, Session
+from .session import OBJECTS_PER_ITEM, Session, read_body
 
 __all__ = ["Requester"]
 
@@ -64,7 +72,9 @@ class Requester:
         self.account = account
         self._sinks = sinks
         self._counters = (session.stats, *sinks)
-        self._auth = BearerAuth(session.oauth, account, self._count_send)
+        # With a hook, each send is noted too (401 re-sends happen inside the auth flow).
+        on_send = self._count_send if session.events is None else self._count_observed_send
+        self._auth = BearerAuth(session.oauth, account, on_send)
         # Server text in errors, and log records made while a request runs,
         # are redacted of this account's secrets.
         self._log_context = (session.oauth.secrets, account)
@@ -89,6 +99,10 @@ class Requester:
         for counters in self._counters:
             counters.requests += 1
 
+    def _count_observed_send(self) -> None:
+        self._count_send()
+        note_send()
+
     def _count_retry(self) -> None:
         for counters in self._counters:
             counters.retries += 1
@@ -110,7 +124,13 @@ class Requester:
         for name, value in params.items():
             if not usable_id(value):
                 raise ValueError(f"{name} {value!r} cannot be put in a URL path")
-        return template.format(**{name: quote(value, safe="") for name, value in params.items()})
+        path = template.format(**{name: quote(value, safe="") for name, value in params.items()})
+        if self.session.events is None:
+            return path
+        # The hook's events name the template; without a hook nothing is kept.
+        templated = ApiPath(path)
+        templated.template = template
+        return templated
 
     def redact(self, text: str) -> str:
         """`text` (server text) without a secret of this account, control characters escaped."""
@@ -134,7 +154,7 @@ class Requester:
     async def get_one(self, path: str, cls: type[T]) -> T:
         """GET one entity at `path` and decode it as `cls`."""
         try:
-            body = await self._get_json(path)
+            body = await self._get_json(path, source=path)
             return self.session.codec.structure(body, cls, method="GET", path=path)
         except WiserError as exc:
             raise self._scrubbed(exc) from exc.__cause__
@@ -160,7 +180,7 @@ class Requester:
         offset_param, limit_param = self.session.page_params
         target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
         try:
-            body = await self._get_json(target, objects=(limit + 1) * OBJECTS_PER_ITEM)
+            body = await self._get_json(target, objects=(limit + 1) * OBJECTS_PER_ITEM, source=path)
             return self.session.codec.structure_page(
                 body,
                 cls,
@@ -196,15 +216,18 @@ class Requester:
                 return
             offset += page.size
 
-    async def _get_json(self, target: str, *, objects: int | None = None) -> Any:
+    async def _get_json(
+        self, target: str, *, objects: int | None = None, source: str | None = None
+    ) -> Any:
         """GET `target` (a path under the base URL, with its query) and decode its JSON.
 
         Args:
             objects: The most JSON objects the body may hold, counted (as
                 ``{``) before it is parsed: a page of 1.4 million empty objects
                 in 4 MiB would cost a hundred megabytes once decoded.
+            source: The path `target` was made of (an `ApiPath` knows its template).
         """
-        content = await self._send("GET", target)
+        content = await self._send("GET", target, source)
         # Counted only in a body larger than such a page usually is (1 KiB an
         # item): a typical page costs no scan.
         if (
@@ -235,13 +258,24 @@ class Requester:
                 path=target,
             ) from None
 
-    async def _send(self, method: str, target: str) -> bytes:
+    async def _send(self, method: str, target: str, source: str | None = None) -> bytes:
         session = self.session
         policy = session.retry
         started = anyio.current_time()
         attempt_number = 0
+        give_up_at = started + policy.timeout
+        # With no hook set, this check is all that observing costs a request.
+        events = session.events
+        call = (
+            None
+            if events is None
+            else ObservedCall(events, method, target, template_of(source, target), self.account)
+        )
+        failure: Exception | None = None
 
         def retry_on(exc: Exception) -> bool | float:
+            nonlocal failure
+            failure = exc
             if attempt_number >= policy.attempts:
                 return False
             if isinstance(exc, RateLimited):
@@ -258,7 +292,9 @@ class Requester:
         # attempt runs without it; a failure is replayed into stamina, which
         # then decides, backs off and retries.
         try:
-            return await self._attempt(method, target, started + policy.timeout)
+            if call is None:
+                return await self._attempt(method, target, give_up_at)
+            return await call.attempt(1, partial(self._attempt, method, target, give_up_at))
         except (ServerError, TransportError, RateLimited) as exc:
             first_failure: Exception = exc
         except Exception:
@@ -283,13 +319,23 @@ class Requester:
                     if attempt_number == 1:
                         raise first_failure  # noqa: TRY301 - replayed for stamina to decide
                     self._count_retry()
-                    return await self._attempt(method, target, started + policy.timeout)
+                    reason = failure_reason(failure or first_failure)
+                    template = call.template if call else template_of(source, target)
+                    shown = self.redact(target), self.redact(template)
+                    log_retry(method, *shown, attempt_number, policy.attempts, reason, self.account)
+                    if call is None:
+                        return await self._attempt(method, target, give_up_at)
+                    call.retried(attempt_number, reason)
+                    attempt_with = partial(self._attempt, method, target, give_up_at)
+                    return await call.attempt(attempt_number, attempt_with)
         except Exception:
             self._count_failure()
             raise
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _attempt(self, method: str, target: str, give_up_at: float) -> bytes:
+    async def _attempt(
+        self, method: str, target: str, give_up_at: float, record: AttemptRecord | None = None
+    ) -> bytes:
         session = self.session
         paused = await session.throttle.wait_turn(give_up_at)
         if paused:
@@ -325,8 +371,12 @@ class Requester:
                 try:
                     with anyio.fail_after(max(bound, 0.0)):
                         response = await session.http.send(request, auth=self._auth, stream=True)
+                        if record is not None:
+                            record.status = response.status_code
                         try:
-                            content = await self._read_body(response, method, target)
+                            content = await read_body(
+                                response, session.max_response_bytes, method, target
+                            )
                         finally:
                             await response.aclose()
                 finally:
@@ -376,28 +426,13 @@ class Requester:
                 if error.retry_after is None
                 else error.retry_after
             )
-            if wait <= session.retry.max_retry_after:
+            obeyed = wait <= session.retry.max_retry_after
+            shown = self.redact(target)
+            log_throttled(wait, shown, self.account, obeyed=obeyed)
+            if session.events is not None:
+                session.events.emit(Throttled(retry_after=wait, path=shown, account=self.account))
+            if obeyed:
                 await session.throttle.pause(wait)
             # A longer wait fails this call at once (retry_on sees it) and pauses nothing:
             # one endpoint's Retry-After of a year must not stop every account.
         raise error
-
-    async def _read_body(self, response: httpx2.Response, method: str, shown: str) -> bytes:
-        limit = self.session.max_response_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise DecodeError(
-                f"the body of {declared} bytes exceeds the {limit}-byte limit",
-                method=method,
-                path=shown,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise DecodeError(
-                    f"the body exceeds the {limit}-byte limit", method=method, path=shown
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)

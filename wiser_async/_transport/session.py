@@ -15,8 +15,10 @@ import httpx2
 
 from .._config import ApiConfig
 from .._decode import Codec
+from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
+from ..errors import DecodeError
 
 if TYPE_CHECKING:
     from .._oauth import WiserOAuth
@@ -28,6 +30,7 @@ __all__ = [
     "UNSET",
     "Session",
     "Unset",
+    "read_body",
 ]
 
 
@@ -67,6 +70,7 @@ class Session:
         rate_limit: float | RateLimiter | None,
         retry: RetryPolicy,
         max_response_bytes: int,
+        on_event: EventHook | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -117,8 +121,29 @@ class Session:
         self.budget = RetryBudget(retry.budget_ratio, retry.budget_burst)
         self.max_response_bytes = max_response_bytes
         self.stats = ClientStats()
+        # None when no hook is set: the request path then builds no event.
+        self.events = Emitter(on_event) if on_event is not None else None
 
     async def aclose(self) -> None:
         """Close the HTTP client if the session created it, never a borrowed one."""
         if self.owns_http:
             await self.http.aclose()
+
+
+async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
+    """The body of `response`, refused (`DecodeError`) past `limit` bytes, declared or not."""
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise DecodeError(
+            f"the body of {declared} bytes exceeds the {limit}-byte limit",
+            method=method,
+            path=shown,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise DecodeError(f"the body exceeds the {limit}-byte limit", method=method, path=shown)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -23,7 +23,7 @@ import sys
 import click
 
 # The modules, not their commands: wiser_async.cli.crawl stays the module.
-from . import config, crawl, demo, diff, login, sandbox, tokens
+from . import config, crawl, demo, diff, distributed, login, sandbox, tokens
 from ._errors import CliGroup
 
 __all__ = ["main"]
@@ -60,5 +60,6 @@ for _command in (
     tokens.tokens,
     sandbox.sandbox_command,
     config.config,
+    distributed.queue,
 ):
     main.add_command(_command)

@@ -1,0 +1,29 @@
+"""Distributed crawls: workers on many machines crawl one set of accounts, on Redis Streams.
+
+::
+
+    await enqueue(redis, queue="monday", accounts=["acme", "globex"])
+    await run_worker(client, redis, queue="monday", output_dir=Path("out"))  # in each worker
+    merged = await merge(redis, queue="monday", output_dirs=Path("out"), out_path=Path("all.jsonl"))
+
+The unit of work is one account (a huge account is not split). Each worker
+writes its own resumable JSONL per account; `merge` joins the files of the
+workers that finished each account into one output that holds every item
+once. redis-py is asyncio-only, so this is too.
+"""
+
+from __future__ import annotations
+
+from .merge import MergedCrawl, merge
+from .queue import QueueKeys, enqueue, queue_status
+from .worker import WorkerRun, run_worker
+
+__all__ = [
+    "MergedCrawl",
+    "QueueKeys",
+    "WorkerRun",
+    "enqueue",
+    "merge",
+    "queue_status",
+    "run_worker",
+]

@@ -1,0 +1,388 @@
+"""``wiser-async queue enqueue|worker|merge``: one crawl shared by many workers on Redis Streams.
+
+``enqueue`` adds accounts to a queue (once each), ``worker`` crawls accounts
+off it until every one is done (start as many as you like, on any machine;
+a killed worker's account is taken over after ``--claim-idle`` seconds) and
+``merge`` joins the workers' files into one JSONL with its honest summary.
+
+Exit codes: ``merge`` as ``crawl``: 0 complete, 1 parts missing or
+unfinished; ``enqueue`` and ``worker`` 0 when done; every command 2 for a
+usage, configuration, Redis or output error, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import anyio
+import click
+
+from .. import AsyncWiserClient, Failure, JsonlCrawl, RedisRateLimiter, WiserOAuth
+from .._crawl import RETRY_LATER_KINDS
+from .._distributed import (
+    MergedCrawl,
+    QueueKeys,
+    WorkerRun,
+    enqueue,
+    merge,
+    queue_status,
+    run_worker,
+)
+from ._errors import CliError, on_interrupt, redact_store_spec, reported
+from ._settings import Settings, with_settings
+from ._stores import open_token_store
+
+__all__ = ["queue"]
+
+T = TypeVar("T")
+_LEVELS: Final = ("location", "site", "room", "device")
+# Failures that leave a part for a later crawl to read (the rest are the API's answer).
+_LEFT_FOR_LATER: Final = RETRY_LATER_KINDS | {"authorization"}
+WORKER_INTERRUPTED: Final = (
+    "Interrupted. This worker's finished accounts are recorded; the one it was crawling is "
+    "taken over by another worker after --claim-idle seconds (or resumed by this one if "
+    "started again with the same --worker name)."
+)
+
+_redis_option = click.option(
+    "--redis",
+    "redis_url",
+    required=True,
+    envvar="WISER_QUEUE_REDIS",
+    show_envvar=True,
+    help="The Redis holding the queue: redis://HOST[:PORT][/DB] (or rediss://).",
+)
+_queue_option = click.option(
+    "--queue",
+    "queue_name",
+    required=True,
+    envvar="WISER_QUEUE",
+    show_envvar=True,
+    help="The queue's name: one crawl of a set of accounts (a new name for a new crawl).",
+)
+
+
+@click.group()
+def queue() -> None:
+    """Crawl one set of accounts with many workers (Redis Streams; asyncio only)."""
+
+
+def _keys(queue_name: str) -> QueueKeys:
+    try:
+        return QueueKeys(queue_name)
+    except ValueError as exc:
+        raise CliError(f"--queue: {exc}") from None
+
+
+def _run(redis_url: str, body: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `body` with a Redis client (asyncio: redis-py's), its errors as one-line `CliError`s."""
+    try:
+        from redis.asyncio import Redis
+        from redis.exceptions import RedisError
+    except ImportError:
+        raise CliError("the queue commands need redis: pip install 'wiser-async[redis]'") from None
+    shown = redact_store_spec(redis_url)
+    try:
+        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise CliError(f"--redis {shown}: {exc}") from None
+
+    async def main() -> T:
+        async with redis:
+            return await body(redis)
+
+    try:
+        return anyio.run(main, backend="asyncio")
+    except RedisError as exc:
+        raise CliError(f"--redis {shown}: {type(exc).__name__}: {exc}") from None
+
+
+@queue.command("enqueue")
+@_redis_option
+@_queue_option
+@click.option(
+    "-a",
+    "--account",
+    "accounts",
+    multiple=True,
+    envvar="WISER_ACCOUNT",
+    show_envvar=True,
+    help="Account key to crawl (repeat; default: every key in the store).",
+)
+@with_settings("store", "encryption_keys")
+def queue_enqueue(
+    settings: Settings, *, redis_url: str, queue_name: str, accounts: tuple[str, ...]
+) -> None:
+    """Add accounts to a queue; an account already in it is skipped."""
+    _keys(queue_name)
+    with reported(store=settings.store):
+        chosen = list(dict.fromkeys(accounts)) or _store_keys(settings)
+    if not chosen:
+        raise CliError("no account given (-a ACCOUNT) and none in the store")
+
+    async def body(redis: Any) -> tuple[int, int]:
+        added = await enqueue(redis, queue=queue_name, accounts=chosen)
+        return added, (await queue_status(redis, queue=queue_name)).enqueued
+
+    added, total = _run(redis_url, body)
+    skipped = len(chosen) - added
+    click.echo(
+        f"Queue {queue_name!r}: {added} account(s) added, {skipped} already there; {total} in all."
+    )
+
+
+def _store_keys(settings: Settings) -> list[str]:
+    if settings.store is None:
+        return []
+    store = open_token_store(settings, memory_refused="a memory store holds no account")
+
+    async def keys() -> list[str]:
+        try:
+            return await store.keys()
+        finally:
+            await store.aclose()
+
+    return anyio.run(keys)
+
+
+@queue.command("worker")
+@_redis_option
+@_queue_option
+@click.option(
+    "-d",
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WISER_OUTPUT_DIR",
+    show_envvar=True,
+    help="Where this worker writes DIR/WORKER/ACCOUNT.jsonl (a fresh one per queue).",
+)
+@click.option(
+    "--worker",
+    "worker_name",
+    envvar="WISER_WORKER",
+    show_envvar=True,
+    help="This worker's name, unique among live workers (default: HOST-PID).",
+)
+@click.option(
+    "--claim-idle",
+    type=float,
+    default=30.0,
+    show_default=True,
+    envvar="WISER_CLAIM_IDLE",
+    show_envvar=True,
+    help="Seconds without a sign of life before another worker's account is taken over.",
+)
+@click.option(
+    "--shared-rate",
+    type=float,
+    envvar="WISER_SHARED_RATE",
+    show_envvar=True,
+    help="Requests per second for all workers of the queue together (kept in --redis).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    envvar="WISER_TIMEOUT",
+    show_envvar=True,
+    help="Seconds per account; what is not read by then is reported as missing.",
+)
+@with_settings(
+    "base_url",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "auth_method",
+    "store",
+    "encryption_keys",
+    "concurrency",
+    "rate",
+    "page_size",
+    "devices_by",
+)
+def queue_worker(
+    settings: Settings,
+    *,
+    redis_url: str,
+    queue_name: str,
+    output_dir: Path,
+    worker_name: str | None,
+    claim_idle: float,
+    shared_rate: float | None,
+    timeout: float | None,
+) -> None:
+    """Crawl accounts off a queue until every enqueued account is done.
+
+    Start one per machine or core; they share the work, and one that dies
+    has its account taken over by the others. Exit code 0 when the queue is
+    done (merge tells whether anything is missing).
+    """
+    keys = _keys(queue_name)
+    if not claim_idle > 0:
+        raise CliError(f"--claim-idle must be positive (seconds), not {claim_idle:g}")
+    if shared_rate is not None and not shared_rate > 0:
+        raise CliError(f"--shared-rate must be positive (requests per second), not {shared_rate:g}")
+    if shared_rate is not None and settings.rate is not None:
+        raise CliError("--rate limits this worker alone, --shared-rate all workers: give one")
+    if timeout is not None and not timeout > 0:
+        raise CliError(f"--timeout must be positive (seconds), not {timeout:g}")
+    if not settings.client_id:
+        settings.require_client()  # says what is missing
+    on_interrupt(WORKER_INTERRUPTED)
+    with reported(store=settings.store):
+        client_id, client_secret = settings.require_client()
+        store = open_token_store(settings, memory_refused="a memory store holds no token")
+
+        async def body(redis: Any) -> WorkerRun:
+            try:
+                status = await queue_status(redis, queue=queue_name)
+                if not status.enqueued:
+                    raise CliError(
+                        f"queue {queue_name!r} has no accounts: add them first with "
+                        "wiser-async queue enqueue"
+                    )
+                first = await redis.srandmember(keys.accounts)
+                account = first.decode() if isinstance(first, bytes) else str(first)
+                rate: Any = settings.rate
+                if shared_rate is not None:
+                    rate = RedisRateLimiter(redis, key=f"{queue_name}:rate", rate=shared_rate)
+                async with (
+                    WiserOAuth(
+                        client_id=client_id,
+                        client_secret=client_secret,
+                        store=store,
+                        token_url=settings.token_url,
+                        token_endpoint_auth_method=settings.auth_method,
+                    ) as oauth,
+                    AsyncWiserClient(
+                        oauth,
+                        account,
+                        config=settings.api,
+                        max_in_flight=settings.concurrency,
+                        rate_limit=rate,
+                    ) as client,
+                ):
+                    return await run_worker(
+                        client,
+                        redis,
+                        queue=queue_name,
+                        output_dir=output_dir,
+                        worker=worker_name,
+                        claim_idle=claim_idle,
+                        devices_by=settings.devices_by,
+                        page_size=settings.page_size,
+                        timeout=timeout,
+                        on_account=_report_account,
+                    )
+            finally:
+                await store.aclose()
+
+        run = _run(redis_url, body)
+    redone = f" ({len(run.redone)} taken over from stopped workers)" if run.redone else ""
+    click.echo(
+        f"Worker {run.worker}: finished {len(run.finished)} account(s){redone}. "
+        f"Queue {queue_name!r} is done: run wiser-async queue merge for the whole output."
+    )
+
+
+def _report_account(account: str, crawled: JsonlCrawl | None) -> None:
+    if crawled is None:
+        click.echo(f"{account}: left to another worker")
+        return
+    items = sum(crawled.items.values())
+    left = "" if crawled.finished else ", parts left unread"
+    click.echo(f"{account}: {items} items, {len(crawled.failures)} failure(s){left}")
+
+
+@queue.command("merge")
+@_redis_option
+@_queue_option
+@click.option(
+    "-d",
+    "--output-dir",
+    "output_dirs",
+    required=True,
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A workers' output directory (repeat for each machine's, gathered).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The merged JSONL file.",
+)
+def queue_merge(
+    *, redis_url: str, queue_name: str, output_dirs: tuple[Path, ...], output: Path
+) -> None:
+    """Join the workers' files into one JSONL: every item once, every failure listed.
+
+    Exit code 0 when complete, 1 when parts are missing or an account is
+    unfinished, 2 on a usage, Redis or output error.
+    """
+    _keys(queue_name)
+
+    async def body(redis: Any) -> MergedCrawl:
+        if not (await queue_status(redis, queue=queue_name)).enqueued:
+            raise CliError(f"queue {queue_name!r} has no accounts: nothing to merge")
+        return await merge(redis, queue=queue_name, output_dirs=output_dirs, out_path=output)
+
+    with reported():
+        merged = _run(redis_url, body)
+    sys.exit(print_merge_summary(merged))
+
+
+def print_merge_summary(merged: MergedCrawl) -> int:
+    """As ``crawl``'s summary, for the whole merged output; the exit code."""
+    whole = ", ".join(f"{merged.items.get(kind, 0)} {kind}s" for kind in _LEVELS)
+    accounts = f"{merged.accounts} account{'s' if merged.accounts != 1 else ''}"
+    click.echo(f"{merged.output} holds {accounts}: {whole}.")
+    run = merged.run
+    workers = len(set(merged.finishers.values()))
+    click.echo(
+        f"The workers: {workers} finished the accounts; {run.requests} requests, "
+        f"{run.retries} retries, {run.throttled} answered 429, {run.duration:.1f} s of crawling."
+    )
+    if merged.complete:
+        click.echo("Complete: nothing is missing.")
+        return 0
+    _print_failures(merged.failures)
+    if merged.unfinished:
+        click.echo(
+            f"Unfinished: {len(merged.unfinished)} account(s) no worker finished yet: start "
+            "a worker on the queue (it takes over what a stopped one held), then merge again."
+        )
+    if any(failure.kind in _LEFT_FOR_LATER for failure in merged.failures):
+        click.echo(
+            "Unfinished: parts were left unread (an outage, a timeout, an authorization): "
+            "enqueue those accounts in a new queue to read them."
+        )
+        for account in sorted({f.account for f in merged.failures if f.kind == "authorization"}):
+            click.echo(
+                f"Account {account!r} needs authorization first: wiser-async login -a {account}"
+            )
+    if merged.finished:
+        click.echo(
+            "Finished with parts missing (the API's answer for them): enqueue the accounts "
+            "in a new queue to ask for them again."
+        )
+    return 1
+
+
+def _print_failures(failures: Sequence[Failure]) -> None:
+    kinds = Counter(failure.kind for failure in failures)
+    click.echo(
+        f"{len(failures)} part(s) could not be read ("
+        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        + "):"
+    )
+    for failure in sorted(failures, key=lambda f: (f.account, f.resource, f.kind, f.message)):
+        status = f" {failure.status}" if failure.status else ""
+        click.echo(
+            f"  {failure.account} {failure.resource}: {failure.kind}{status}: {failure.message}"
+        )

@@ -1,0 +1,1 @@
+"""Optional integrations of wiser-async with other libraries."""
