@@ -68,8 +68,10 @@ class Failure:
         kind: What went wrong: ``forbidden``, ``not_found``, ``bad_request``,
             ``rate_limited``, ``server_error``, ``timeout``, ``connection``,
             ``decode``, ``redirect``, ``authorization``, ``store``,
-            ``token_endpoint``, ``api_error`` or ``deadline`` (not read before
-            the crawl's timeout ran out).
+            ``token_endpoint``, ``api_error``, ``rate_limiter`` (the shared rate
+            limit's Redis did not answer), ``deadline`` (not read before the
+            crawl's timeout ran out), or ``unfinished`` (in a merged distributed
+            crawl: an account no worker finished).
         status: The HTTP status, when there was one.
         message: The error's message (never a secret).
         collection: The collection being read (``locations``, ``sites``,

@@ -9,9 +9,10 @@
     wiser-async tokens list|show|delete --store SPEC
     wiser-async sandbox              serve the emulator on a loopback port
     wiser-async config show          the effective configuration and where each value came from
+    wiser-async queue enqueue|worker|merge   a crawl spread over worker processes (Redis)
 
 One module per command; `_settings` (flag > environment > file > default),
-`_config_file` (the TOML file), `_stores`, `_progress`, `_sandboxes` and
+`_config_file` (the TOML file), `_stores`, `_progress`, `_sandboxes`, `_summary` and
 `_errors` (one-line errors, exit codes, Ctrl-C) are shared.
 """
 

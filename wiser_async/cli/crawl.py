@@ -44,13 +44,13 @@ from ._sandboxes import (
 )
 from ._settings import Settings, with_settings
 from ._stores import open_token_store
+from ._summary import LEVELS, print_failures, print_holdings
 
 __all__ = ["CrawlOutcome", "crawl"]
 
 SANDBOX_ACCOUNT: Final = "demo-customer"
 # Failures that leave a part for a later run to read (the rest are the API's answer).
 _LEFT_FOR_LATER: Final = RETRY_LATER_KINDS | {"authorization"}
-_LEVELS: Final = ("location", "site", "room", "device")
 JSONL_INTERRUPTED: Final = (
     "Interrupted. The output keeps every part finished so far: "
     "run the same command with --resume to read what is left."
@@ -356,16 +356,14 @@ async def _run(job: CrawlJob, source: _Source) -> CrawlOutcome:
 def print_summary(outcome: CrawlOutcome, source: _Source) -> int:
     """Print what the whole output holds and misses, and this run apart; the exit code."""
     run = outcome.run
-    whole = ", ".join(f"{outcome.items.get(kind, 0)} {kind}s" for kind in _LEVELS)
-    accounts = f"{outcome.accounts} account{'s' if outcome.accounts != 1 else ''}"
-    click.echo(f"{outcome.output} holds {accounts}: {whole}.")
+    print_holdings(outcome.output, outcome.accounts, outcome.items)
     if outcome.jsonl and run.requests == 0 and outcome.finished and not outcome.run_failures:
         click.echo("This run: nothing was left to read (the output was finished already).")
     else:
         read = ", ".join(
             f"{count} {kind}s"
             for kind, count in zip(
-                _LEVELS, (run.locations, run.sites, run.rooms, run.devices), strict=True
+                LEVELS, (run.locations, run.sites, run.rooms, run.devices), strict=True
             )
         )
         click.echo(
@@ -376,7 +374,7 @@ def print_summary(outcome: CrawlOutcome, source: _Source) -> int:
     if outcome.complete:
         click.echo("Complete: nothing is missing.")
         return 0
-    _print_failures(outcome.failures)
+    print_failures(outcome.failures)
     if not outcome.finished:
         if outcome.jsonl:
             click.echo("Unfinished: run the same command with --resume to read what is left.")
@@ -397,21 +395,6 @@ def print_summary(outcome: CrawlOutcome, source: _Source) -> int:
     else:
         click.echo("Finished with parts missing (the API's answer for them).")
     return 1
-
-
-def _print_failures(failures: Sequence[Failure]) -> None:
-    kinds = Counter(failure.kind for failure in failures)
-    click.echo(
-        f"{len(failures)} part(s) could not be read ("
-        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        + "):"
-    )
-    # Sorted: the same output gives the same summary, however its runs interleaved.
-    for failure in sorted(failures, key=lambda f: (f.account, f.resource, f.kind, f.message)):
-        status = f" {failure.status}" if failure.status else ""
-        click.echo(
-            f"  {failure.account} {failure.resource}: {failure.kind}{status}: {failure.message}"
-        )
 
 
 def _host(url: str) -> str:

@@ -13,15 +13,14 @@ usage, configuration, Redis or output error, 130 when interrupted.
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import anyio
 import click
 
-from .. import AsyncWiserClient, Failure, JsonlCrawl, RedisRateLimiter, WiserOAuth
+from .. import AsyncWiserClient, JsonlCrawl, RedisRateLimiter, WiserOAuth
 from .._crawl import RETRY_LATER_KINDS
 from .._distributed import (
     MergedCrawl,
@@ -35,11 +34,11 @@ from .._distributed import (
 from ._errors import CliError, on_interrupt, redact_store_spec, reported
 from ._settings import Settings, with_settings
 from ._stores import open_token_store
+from ._summary import print_failures, print_holdings
 
 __all__ = ["queue"]
 
 T = TypeVar("T")
-_LEVELS: Final = ("location", "site", "room", "device")
 # Failures that leave a part for a later crawl to read (the rest are the API's answer).
 _LEFT_FOR_LATER: Final = RETRY_LATER_KINDS | {"authorization"}
 WORKER_INTERRUPTED: Final = (
@@ -339,9 +338,7 @@ def queue_merge(
 
 def print_merge_summary(merged: MergedCrawl) -> int:
     """As ``crawl``'s summary, for the whole merged output; the exit code."""
-    whole = ", ".join(f"{merged.items.get(kind, 0)} {kind}s" for kind in _LEVELS)
-    accounts = f"{merged.accounts} account{'s' if merged.accounts != 1 else ''}"
-    click.echo(f"{merged.output} holds {accounts}: {whole}.")
+    print_holdings(merged.output, merged.accounts, merged.items)
     run = merged.run
     workers = len(set(merged.finishers.values()))
     click.echo(
@@ -351,7 +348,7 @@ def print_merge_summary(merged: MergedCrawl) -> int:
     if merged.complete:
         click.echo("Complete: nothing is missing.")
         return 0
-    _print_failures(merged.failures)
+    print_failures(merged.failures)
     if merged.unfinished:
         click.echo(
             f"Unfinished: {len(merged.unfinished)} account(s) no worker finished yet: start "
@@ -372,17 +369,3 @@ def print_merge_summary(merged: MergedCrawl) -> int:
             "in a new queue to ask for them again."
         )
     return 1
-
-
-def _print_failures(failures: Sequence[Failure]) -> None:
-    kinds = Counter(failure.kind for failure in failures)
-    click.echo(
-        f"{len(failures)} part(s) could not be read ("
-        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        + "):"
-    )
-    for failure in sorted(failures, key=lambda f: (f.account, f.resource, f.kind, f.message)):
-        status = f" {failure.status}" if failure.status else ""
-        click.echo(
-            f"  {failure.account} {failure.resource}: {failure.kind}{status}: {failure.message}"
-        )
