@@ -209,10 +209,11 @@ async def test_slow_consumer_slows_the_walk_instead_of_buffering(
     ):
         iterator = aiter(walk)
         await anext(iterator)
-        await anyio.sleep(0.3)
+        # The consumer holds still: the workers fill the buffer and block, with
+        # nothing left on the wire. A walk racing ahead would read the whole
+        # portfolio (latency 0) before its requests ran out.
+        await wait_until(lambda: sandbox.stats.requests > 1 and sandbox.stats.in_flight == 0)
         during_stall = sandbox.stats.requests
-        await anyio.sleep(0.3)
-        assert sandbox.stats.requests == during_stall  # stalled, not racing ahead
         rest = [node async for node in iterator]
         workers = walk.workers
     # Blocked workers hold one page each, plus the stream's buffer.
