@@ -269,7 +269,9 @@ class Requester:
         call = (
             None
             if events is None
-            else ObservedCall(events, method, target, template_of(source, target), self.account)
+            else ObservedCall(
+                events, method, self.redact(target), template_of(source, target), self.account
+            )
         )
         failure: Exception | None = None
 
