@@ -52,7 +52,7 @@ def _run(
 
     anyio.run(seed)
     process.reset_stats()
-    # Every worker started and connected by then (a smoke test may be late: its figures mean little).
+    # Every worker started and connected by then (a smoke run may start late: it means little).
     start_at = time.time() + (1.0 if ctx.quick else 3.0) + 0.25 * workers
     children = [
         subprocess.Popen(
