@@ -324,10 +324,11 @@ def test_workers_one_killed_one_late_merge_to_a_single_process_crawl(
     # The figure, with --log-cli-level=INFO: 3 workers, one killed, one late.
     logging.getLogger(__name__).info("distributed crawl wall time: %.1f s", seconds)
     assert set(done) == set(ACCOUNTS)
-    # w1's account was taken over; its partial file is there, and ignored.
-    assert len(orphaned) == 1
-    assert done[orphaned[0]]["worker"] in ("w2", "w3")
-    assert (out / "w1" / f"{orphaned[0]}.jsonl").exists()
+    # w1's accounts (up to --parallel at once) were taken over; its partial files are
+    # there, and ignored.
+    assert orphaned
+    assert all(done[account]["worker"] in ("w2", "w3") for account in orphaned)
+    assert any((out / "w1" / f"{account}.jsonl").exists() for account in orphaned)
     assert "taken over from stopped workers" in logs["w2"] + logs["w3"]
 
     merged_path = tmp_path / "merged.jsonl"

@@ -8,6 +8,8 @@
                 ...
 """
 
+import logging as _logging
+
 import attrs as _attrs
 
 from ._client import AsyncWiserClient
@@ -138,3 +140,8 @@ for __name in __all__:
     if isinstance(__value, type) or callable(__value):
         __value.__module__ = __name__
 del __locals, __name, __value, _attrs
+
+# A library's records go where the application sends them; with no logging set up,
+# nothing is printed (not Python's last-resort stderr handler).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+del _logging

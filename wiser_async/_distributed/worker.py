@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import attrs
 
 from .._crawl import DevicesBy
@@ -112,14 +113,18 @@ class _Worker:
     run: WorkerRun
     keep: Any = None
 
-    async def next_entry(self, own: list[_Entry]) -> _Entry | None:
+    async def next_entry(self, own: list[_Entry], *, wait: bool) -> _Entry | None:
         if own:
             return own.pop(0)
         stale = await self.claim_stale()
         if stale is not None:
             return stale
         reply = await self.redis.xreadgroup(
-            GROUP, self.name, {self.keys.stream: ">"}, count=1, block=milliseconds(self.poll)
+            GROUP,
+            self.name,
+            {self.keys.stream: ">"},
+            count=1,
+            block=milliseconds(self.poll) if wait else None,
         )
         for _, messages in reply or []:
             for entry in _entries(messages, claimed=False):
@@ -230,6 +235,7 @@ async def run_worker(
     worker: str | None = None,
     claim_idle: float = 30.0,
     poll: float = 1.0,
+    parallel: int = 8,
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
     timeout: float | None = None,
@@ -254,6 +260,9 @@ async def run_worker(
             worker's account is taken over. Crawling workers renew their
             claim every third of it.
         poll: Seconds to wait for a new entry before checking whether the queue is done.
+        parallel: Accounts this worker crawls at once, sharing its client (and so
+            its in-flight limit and rate): one account is a few round trips in
+            a row, too few to keep a worker's requests in flight by itself.
         devices_by, page_size, timeout, source: As for `crawl_to_jsonl` (the
             timeout is per account).
         on_account: Called with each account this worker stops working on,
@@ -264,6 +273,8 @@ async def run_worker(
     """
     if not claim_idle > 0 or not poll > 0:
         raise ValueError("claim_idle and poll must be positive (seconds)")
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
     keys = QueueKeys(queue)
     name = worker or default_worker_name()
     state = _Worker(
@@ -286,12 +297,27 @@ async def run_worker(
     state.keep = redis.register_script(_KEEP)
     await ensure_group(redis, keys)
     own = await state.own_pending()
-    while True:
-        entry = await state.next_entry(own)
-        if entry is not None:
-            await state.work(entry)
-        elif await state.drained():
-            return state.run
+
+    async def slot(group: anyio.abc.TaskGroup) -> None:
+        while True:
+            entry = await state.next_entry(own, wait=False)
+            if entry is None:
+                if await state.drained():
+                    group.cancel_scope.cancel()  # the other slots may be waiting for entries
+                    return
+                entry = await state.next_entry(own, wait=True)
+            if entry is not None:
+                await state.work(entry)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(parallel):
+                group.start_soon(slot, group)
+    except BaseExceptionGroup as errors:
+        if len(errors.exceptions) == 1:  # one slot's error, unwrapped
+            raise errors.exceptions[0] from None
+        raise
+    return state.run
 
 
 def read_done(raw: Any) -> dict[str, Any]:

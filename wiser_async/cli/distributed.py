@@ -177,6 +177,15 @@ def _store_keys(settings: Settings) -> list[str]:
     help="Seconds without a sign of life before another worker's account is taken over.",
 )
 @click.option(
+    "--parallel",
+    type=int,
+    default=8,
+    show_default=True,
+    envvar="WISER_PARALLEL",
+    show_envvar=True,
+    help="Accounts this worker crawls at once (within its --concurrency).",
+)
+@click.option(
     "--shared-rate",
     type=float,
     envvar="WISER_SHARED_RATE",
@@ -211,6 +220,7 @@ def queue_worker(
     output_dir: Path,
     worker_name: str | None,
     claim_idle: float,
+    parallel: int,
     shared_rate: float | None,
     timeout: float | None,
 ) -> None:
@@ -223,6 +233,8 @@ def queue_worker(
     keys = _keys(queue_name)
     if not claim_idle > 0:
         raise CliError(f"--claim-idle must be positive (seconds), not {claim_idle:g}")
+    if parallel < 1:
+        raise CliError(f"--parallel must be at least 1, not {parallel}")
     if shared_rate is not None and not shared_rate > 0:
         raise CliError(f"--shared-rate must be positive (requests per second), not {shared_rate:g}")
     if shared_rate is not None and settings.rate is not None:
@@ -272,6 +284,7 @@ def queue_worker(
                         output_dir=output_dir,
                         worker=worker_name,
                         claim_idle=claim_idle,
+                        parallel=parallel,
                         devices_by=settings.devices_by,
                         page_size=settings.page_size,
                         timeout=timeout,
