@@ -28,6 +28,7 @@ from ._config_file import AUTH_METHODS, DEVICES_BY, ConfigFile, read_config_file
 from ._errors import CliError, redact_store_spec
 
 __all__ = [
+    "CRAWL_SETTINGS",
     "DEFAULT_REDIRECT_URI",
     "SECRETS",
     "SETTING_NAMES",
@@ -244,6 +245,22 @@ _config_option = click.option(
     show_envvar=True,
     help="TOML configuration file (settings below it in precedence: flag > env > file).",
 )
+
+
+CRAWL_SETTINGS: Final = (
+    "base_url",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "auth_method",
+    "store",
+    "encryption_keys",
+    "concurrency",
+    "rate",
+    "page_size",
+    "devices_by",
+)
+"""The settings of a command that crawls (`crawl`, `queue worker`)."""
 
 
 def with_settings(*names: str) -> Callable[[F], F]:

@@ -42,7 +42,7 @@ from ._sandboxes import (
     make_sandbox,
     with_portfolio,
 )
-from ._settings import Settings, with_settings
+from ._settings import CRAWL_SETTINGS, Settings, with_settings
 from ._stores import open_token_store
 from ._summary import LEVELS, print_failures, print_holdings
 
@@ -200,19 +200,7 @@ class CrawlOutcome:
     show_envvar=True,
     help="Crawl a local sandbox; tokens are minted for the accounts (no store, no URLs).",
 )
-@with_settings(
-    "base_url",
-    "token_url",
-    "client_id",
-    "client_secret",
-    "auth_method",
-    "store",
-    "encryption_keys",
-    "concurrency",
-    "rate",
-    "page_size",
-    "devices_by",
-)
+@with_settings(*CRAWL_SETTINGS)
 @with_portfolio
 def crawl(
     settings: Settings,

@@ -32,7 +32,7 @@ from .._distributed import (
     run_worker,
 )
 from ._errors import CliError, on_interrupt, redact_store_spec, reported
-from ._settings import Settings, with_settings
+from ._settings import CRAWL_SETTINGS, Settings, with_settings
 from ._stores import open_token_store
 from ._summary import print_failures, print_holdings
 
@@ -199,19 +199,7 @@ def _store_keys(settings: Settings) -> list[str]:
     show_envvar=True,
     help="Seconds per account; what is not read by then is reported as missing.",
 )
-@with_settings(
-    "base_url",
-    "token_url",
-    "client_id",
-    "client_secret",
-    "auth_method",
-    "store",
-    "encryption_keys",
-    "concurrency",
-    "rate",
-    "page_size",
-    "devices_by",
-)
+@with_settings(*CRAWL_SETTINGS)
 def queue_worker(
     settings: Settings,
     *,
