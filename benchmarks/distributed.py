@@ -246,8 +246,16 @@ def _run(ctx: Context, process: SandboxProcess, redis_url: str, work: Path) -> d
             [*command, "--worker", name], cwd=_ROOT, env=env, stdout=logs[name], stderr=logs[name]
         )
 
+    timeline: list[tuple[float, int]] = []  # (seconds since w1 started, requests the server saw)
+
+    def sample() -> None:
+        now = time.monotonic()
+        if started and (not timeline or now - started["w1"] - timeline[-1][0] >= 0.2):
+            timeline.append((now - started["w1"], process.stats().requests))
+
     def reap() -> bool:
         """Note the exit time of every worker that exited; True when all have."""
+        sample()
         for name, worker in workers.items():
             if name not in exited and worker.poll() is not None:
                 exited[name] = time.monotonic()
@@ -370,6 +378,11 @@ def _run(ctx: Context, process: SandboxProcess, redis_url: str, work: Path) -> d
         "worker_crawling_share": busy,
         "reference_wall_s": reference_s,
         "killed_at_s": killed_at,
+        # Where the makespan goes: before the first request, between the first and
+        # the last (sampled every 0.2 s from the server's counter), and after.
+        "first_request_s": next((t for t, n in timeline if n > 0), None),
+        "last_request_s": next((t for t, n in timeline if n >= stats.requests), None),
+        "requests_timeline": [[round(t, 2), n] for t, n in timeline],
         "killed_worker_finished": finished_before_kill,
         "killed_worker_held": held,
         "killed_accounts_redone_by_others": redone,

@@ -142,6 +142,7 @@ class RedisTokenStore:
         self._epoch = 0
         self._generations: dict[str, int] = {}
         self._drained_at = -math.inf
+        self._draining = False
 
     def __repr__(self) -> str:
         return (
@@ -211,8 +212,15 @@ class RedisTokenStore:
 
         now = anyio.current_time()
         # A lost subscription is made again at once: until then nothing is known.
-        if self._pubsub is None or now - self._drained_at >= _DRAIN_INTERVAL:
+        # One task at a time reads the subscription (its connection is not shared
+        # safely, and is not there until `subscribe` returns); the others answer
+        # from what was read so far. Before the first subscription that is epoch 0,
+        # which the first read then changes: a re-check of the store, never a miss.
+        if not self._draining and (
+            self._pubsub is None or now - self._drained_at >= _DRAIN_INTERVAL
+        ):
             self._drained_at = now
+            self._draining = True
             try:
                 await self._drain()
             except (RedisError, OSError) as exc:
@@ -220,6 +228,8 @@ class RedisTokenStore:
                 raise StoreUnavailable(
                     f"{self._where}: no change subscription ({type(exc).__name__})"
                 ) from None
+            finally:
+                self._draining = False
         return (self._epoch, self._generations.get(self._tag(key), 0))
 
     async def _drain(self) -> None:

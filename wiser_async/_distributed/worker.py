@@ -234,7 +234,7 @@ async def run_worker(
     output_dir: Path,
     worker: str | None = None,
     claim_idle: float = 30.0,
-    poll: float = 1.0,
+    poll: float = 0.2,
     parallel: int = 8,
     devices_by: DevicesBy = "site",
     page_size: int | None = None,
@@ -259,7 +259,8 @@ async def run_worker(
         claim_idle: Seconds without a sign of life after which another
             worker's account is taken over. Crawling workers renew their
             claim every third of it.
-        poll: Seconds to wait for a new entry before checking whether the queue is done.
+        poll: Seconds to wait for a new entry before checking whether the queue is done
+            (the most a worker outlives the last account by).
         parallel: Accounts this worker crawls at once, sharing its client (and so
             its in-flight limit and rate): one account is a few round trips in
             a row, too few to keep a worker's requests in flight by itself.
