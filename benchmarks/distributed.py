@@ -20,6 +20,7 @@ twice, every failure once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -55,10 +56,15 @@ BURST = 20.0
 """The server's bucket: a little room for the jitter of four processes."""
 LATENCY = 0.05
 ACCOUNTS = 200
-# Each account: 1 location, 2 sites, 1 room, 4 devices: 6 requests at the largest page.
+# Each account, small: 1 location, 2 sites, 1 room, 4 devices: 6 requests at the largest
+# page; typical: 2 locations, 8 sites, 16 rooms, 160 devices: 19 requests.
 PORTFOLIO = PortfolioSpec(
     seed=17, locations=1, sites_per_location=2, rooms_per_site=1, devices_per_site=4
 )
+TYPICAL = PortfolioSpec(
+    seed=17, locations=2, sites_per_location=4, rooms_per_site=2, devices_per_site=20
+)
+SHAPES = {"small": PORTFOLIO, "typical": TYPICAL}
 FORBIDDEN_EVERY = 50
 """Every 50th account's first site answers 403: failures the merge must report once each."""
 CLAIM_IDLE = 2.0
@@ -76,11 +82,11 @@ def _accounts(count: int) -> list[str]:
     return [f"bench-{number:03d}" for number in range(count)]
 
 
-def _forbidden_sites(accounts: list[str]) -> set[str]:
+def _forbidden_sites(spec: PortfolioSpec, accounts: list[str]) -> set[str]:
     """The first site of every `FORBIDDEN_EVERY`-th account."""
     sites = set()
     for account in accounts[::FORBIDDEN_EVERY]:
-        portfolio = Portfolio(PORTFOLIO, account)
+        portfolio = Portfolio(spec, account)
         location = next(portfolio.locations())["id"]
         sites.add(str(next(portfolio.sites(location))["id"]))
     return sites
@@ -194,18 +200,20 @@ def _poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def _run(ctx: Context, process: SandboxProcess, redis_url: str, work: Path) -> dict[str, Any]:
+def _run(
+    ctx: Context, spec: PortfolioSpec, process: SandboxProcess, redis_url: str, work: Path
+) -> dict[str, Any]:
     """One distributed crawl and its reference: the figures."""
     accounts = _accounts(QUICK_ACCOUNTS if ctx.quick else ACCOUNTS)
     claim_idle = QUICK_CLAIM_IDLE if ctx.quick else CLAIM_IDLE
     kill_after = QUICK_KILL_AFTER if ctx.quick else KILL_AFTER
-    forbidden = _forbidden_sites(accounts)
+    forbidden = _forbidden_sites(spec, accounts)
     process.set_faults(rate_limit_burst=BURST, forbidden=forbidden)
     prefix, queue = f"bench-{uuid.uuid4().hex}", f"bench-{uuid.uuid4().hex[:12]}"
     anyio.run(_seed, process, redis_url, prefix, accounts)
     if anyio.run(_enqueue, redis_url, queue, accounts) != len(accounts):
         raise BenchmarkError("not every account was enqueued")
-    expected = crawl_requests(PORTFOLIO) * len(accounts)
+    expected = crawl_requests(spec) * len(accounts)
     late_at = LATE_AT * expected / RATE
     out = work / "out"
     env = {**os.environ, "WISER_CLIENT_SECRET": CLIENT_SECRET}
@@ -414,30 +422,42 @@ def _run(ctx: Context, process: SandboxProcess, redis_url: str, work: Path) -> d
 def distributed(ctx: Context) -> Result:
     """A killed and a late worker cost no item and little time."""
     latency = QUICK_LATENCY if ctx.quick else LATENCY
-    process = ctx.sandbox(PORTFOLIO, latency=latency, rate_limit=RATE)
+    shapes = {"small": PORTFOLIO} if ctx.quick else SHAPES
     runs = []
     with redis_server() as redis_url:
-        for repetition in range(ctx.repeat):
+        for (shape, spec), repetition in itertools.product(shapes.items(), range(ctx.repeat)):
+            process = ctx.sandbox(spec, latency=latency, rate_limit=RATE)
             with tempfile.TemporaryDirectory() as directory:
-                run = _run(ctx, process, redis_url, Path(directory))
+                run = {
+                    "accounts_shape": shape,
+                    **_run(ctx, spec, process, redis_url, Path(directory)),
+                }
             runs.append(run)
             ctx.log(
-                f"  {repetition + 1}/{ctx.repeat}: makespan {run['makespan_s']:.2f} s for "
+                f"  {shape} accounts, {repetition + 1}/{ctx.repeat}: "
+                f"makespan {run['makespan_s']:.2f} s for "
                 f"{run['requests']} requests ({run['makespan_over_bound']:.3f} x requests / rate),"
                 f" {run['throttled_429']} 429; merged equals reference: "
                 f"{run['equal_as_multiset']}, {run['duplicates']} duplicates"
             )
-    worst = max(runs, key=lambda run: float(run["makespan_over_bound"]))
     records = max(1, min(int(run["records_reference"]) for run in runs))
     failures = max(1, min(int(run["failures_reference"]) for run in runs))
-    targets = [
-        target(
-            "makespan vs requests / shared rate (worst run)",
-            worst["makespan_s"],
-            worst["bound_s"],
-            limit=1.1,
-            unit="s",
-        ),
+    targets = []
+    for shape in shapes:
+        worst = max(
+            (run for run in runs if run["accounts_shape"] == shape),
+            key=lambda run: float(run["makespan_over_bound"]),
+        )
+        targets.append(
+            target(
+                f"{shape} accounts: makespan vs requests / shared rate (worst run)",
+                worst["makespan_s"],
+                worst["bound_s"],
+                limit=1.1,
+                unit="s",
+            )
+        )
+    targets += [
         # A limit of 0: none at all (the bound shown is the reference's record count).
         target(
             "records differing from the single-process crawl",
