@@ -12,9 +12,11 @@ section 2.3.1). authlib still builds the authorization URL and the PKCE pair.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -33,6 +35,7 @@ __all__ = [
     "AUTH_METHODS",
     "TokenEndpoint",
     "basic_credentials",
+    "default_ssl_context",
 ]
 
 logger = logging.getLogger("wiser_async.oauth")
@@ -72,6 +75,16 @@ def _describe_type(value: Any) -> str:
     return f"a JSON {type(value).__name__}"
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The process's default SSL context (system CAs, ``SSL_CERT_FILE``...), built once.
+
+    Loading the CA bundle costs tens of milliseconds: every `WiserOAuth`
+    and client of the process shares one context instead.
+    """
+    return httpx2.create_ssl_context()
+
+
 class TokenEndpoint:
     """Sends grant requests to the token endpoint and turns answers into `Token` objects."""
 
@@ -102,7 +115,9 @@ class TokenEndpoint:
         self.auth_method = auth_method
         self.default_lifetime = default_lifetime
         self._secrets = secrets
-        self._http = httpx2.AsyncClient(timeout=timeout, transport=transport)
+        self._http = httpx2.AsyncClient(
+            timeout=timeout, transport=transport, verify=default_ssl_context()
+        )
         self.requests: dict[str, int] = {"authorization_code": 0, "refresh_token": 0}
 
     def __repr__(self) -> str:

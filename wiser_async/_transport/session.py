@@ -18,6 +18,7 @@ from .._decode import Codec
 from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
+from .._token_endpoint import default_ssl_context
 from ..errors import DecodeError
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Session:
                     max_connections=max_in_flight, max_keepalive_connections=max_in_flight
                 ),
                 transport=transport,
+                verify=default_ssl_context(),
             )
             self.request_options: dict[str, Any] = {}
         else:
