@@ -197,6 +197,7 @@ MODULES = (
     "benchmarks.tokens",
     "benchmarks.hostile",
     "benchmarks.shared_rate",
+    "benchmarks.construction",
     "benchmarks.distributed",
 )
 """The modules whose import registers benchmarks, in run order: add new ones here."""
