@@ -112,6 +112,9 @@ class _Worker:
     on_account: Callable[[str, JsonlCrawl | None], None] | None
     run: WorkerRun
     keep: Any = None
+    # Entries this worker's slots are crawling: XAUTOCLAIM may hand one back to
+    # this same consumer (its idle time ran out between two renewals); not a new job.
+    working: set[str] = attrs.field(factory=set)
 
     async def next_entry(self, own: list[_Entry], *, wait: bool) -> _Entry | None:
         if own:
@@ -154,7 +157,8 @@ class _Worker:
             if deleted:  # trimmed from the stream meanwhile: nothing left to read
                 await self.redis.xack(self.keys.stream, GROUP, *deleted)
             for entry in _entries(messages, claimed=True):
-                return entry
+                if entry.id not in self.working:
+                    return entry
             if cursor == "0-0":
                 return None
 
@@ -176,6 +180,13 @@ class _Worker:
                 return
 
     async def work(self, entry: _Entry) -> None:
+        self.working.add(entry.id)
+        try:
+            await self._work(entry)
+        finally:
+            self.working.discard(entry.id)
+
+    async def _work(self, entry: _Entry) -> None:
         account = entry.account
         if account is None or await self.redis.hexists(self.keys.done, account):
             await self.redis.xack(self.keys.stream, GROUP, entry.id)

@@ -1,0 +1,172 @@
+"""The FastAPI example under load: 2 uvicorn workers, short-lived tokens, refreshes.
+
+Real processes: the sandbox (`SandboxProcess`, access tokens of 4 s),
+``uvicorn --workers 2``, a real Redis. Three customers log in through the
+app, then 8 browsers, each on one keep-alive connection pinned to a worker,
+call the devices route for 20 s. Every answer must be a 200, and the tokens,
+refreshed by whichever worker needs them, must be refreshed once each: the
+sandbox rotates refresh tokens, so a second refresh would be an invalid_grant.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import anyio
+import httpx2
+import pytest
+
+from tests.support import CLIENT_SECRET, consent, free_port
+from tests.test_integrations_web import CUSTOMERS, ROOT, login, pinned_connections, two_workers
+from token_stores import RedisTokenStore
+from wiser_async.integrations._session import SESSION_COOKIE
+from wiser_async.sandbox import SandboxProcess
+
+pytestmark = pytest.mark.asyncio_only
+LIFETIME = 4.0  # seconds an access token lives
+LOAD = 20.0  # seconds of load
+BROWSERS = 8  # concurrent clients, half on each worker
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[SandboxProcess]:
+    with SandboxProcess(
+        locations=1, sites_per_location=2, devices_per_site=3, token_lifetime=LIFETIME
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def server(sandbox_process: SandboxProcess, redis_url: str) -> Iterator[tuple[str, str]]:
+    port, prefix = free_port(), f"load-{uuid.uuid4().hex[:12]}"
+    origin = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "WISER_PREFIX": prefix,
+        "WISER_SANDBOX": sandbox_process.urls.origin,
+        "WISER_PUBLIC_URL": origin,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.web_apps:fastapi_app",
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        yield origin, prefix
+    finally:
+        process.terminate()
+        try:
+            _, err = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        assert CLIENT_SECRET not in err
+
+
+async def browsers(origin: str, per_worker: int) -> dict[str, list[httpx2.AsyncClient]]:
+    """`per_worker` clients of one keep-alive connection each, on each of the two workers."""
+    found: dict[str, list[httpx2.AsyncClient]] = {}
+    async for worker, client in pinned_connections(origin):
+        if (worker not in found and len(found) == 2) or len(found.get(worker, ())) == per_worker:
+            await client.aclose()
+        else:
+            found.setdefault(worker, []).append(client)
+        if len(found) == 2 and all(len(pinned) == per_worker for pinned in found.values()):
+            return found
+    raise AssertionError(f"did not reach two workers {per_worker} times each: {found}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_devices_under_load_across_workers(
+    server: tuple[str, str], sandbox_process: SandboxProcess, redis_url: str
+) -> None:
+    origin, prefix = server
+    workers = await two_workers(origin)
+    (first, a), (second, b) = workers.items()
+    store = RedisTokenStore(redis_url, prefix=prefix)
+    clients: list[httpx2.AsyncClient] = list(workers.values())
+    try:
+        # Three customers log in: the login on one worker, the callback on the other.
+        for account in CUSTOMERS:
+            url, cookie, worker = await login(a, account)
+            assert worker == first
+            done = await b.get(await consent(url), headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+            assert done.status_code == 302, done.text
+            assert done.headers["x-worker"] == second
+            assert done.headers["location"] == f"/customers/{account}/devices"
+        assert set(await store.keys()) == set(CUSTOMERS)
+        pinned = await browsers(origin, BROWSERS // 2)
+        clients += [client for group in pinned.values() for client in group]
+        before = sandbox_process.stats()
+        assert before.token_errors == {}, before.token_errors
+        sandbox_process.reset_stats()  # count the load's refreshes only
+
+        served: Counter[str] = Counter()
+        failures: list[str] = []
+        loaders = [client for group in zip(*pinned.values(), strict=True) for client in group]
+
+        async def load(index: int, client: httpx2.AsyncClient, deadline: float) -> None:
+            turn = index
+            while time.monotonic() < deadline:
+                account = CUSTOMERS[turn % len(CUSTOMERS)]
+                turn += 1
+                try:
+                    answer = await client.get(f"/customers/{account}/devices")
+                except httpx2.HTTPError as exc:
+                    failures.append(f"{account}: {exc!r}")
+                    continue
+                served[answer.headers.get("x-worker", "?")] += 1
+                if answer.status_code != 200 or not answer.json():
+                    failures.append(f"{account}: {answer.status_code} {answer.text[:200]}")
+
+        start = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for index, client in enumerate(loaders):
+                group.start_soon(load, index, client, start + LOAD)
+        run_time = time.monotonic() - start
+
+        stats = sandbox_process.stats()
+        refreshes = stats.token_requests.get("refresh_token", 0)
+        leeway = LIFETIME * 0.25 * 1.1  # a quarter of the lifetime plus up to 10% jitter
+        interval = LIFETIME - leeway  # the shortest time between two refreshes of one family
+        # As check_storm, per token family: one more than fit in the run (calls in
+        # flight at its end still refresh), and one for a loaded machine's late send.
+        bound = len(CUSTOMERS) * (run_time / interval + 2)
+        requests = sum(served.values())
+        print(  # noqa: T201
+            f"load: {requests} requests in {run_time:.1f} s by {len(loaders)} clients; "
+            f"per worker {dict(served)}; {len(failures)} failed; {refreshes} refreshes "
+            f"(bound {bound:.1f}); token requests {stats.token_requests}; "
+            f"token errors {stats.token_errors}; reuse {stats.refresh_reuse_detected}"
+        )
+        assert failures == [], failures[:10]
+        assert set(served) == set(pinned) == {first, second}, served
+        assert all(count > 0 for count in served.values()), served
+        assert stats.token_errors == {}, stats.token_errors  # no invalid_grant
+        assert stats.refresh_reuse_detected == 0
+        assert refreshes >= len(CUSTOMERS), stats.token_requests  # refreshed during the run
+        assert refreshes <= bound, f"{refreshes} refreshes, at most {bound:.1f} allowed"
+    finally:
+        for key in await store.keys():
+            await store.delete(key)
+        await store.aclose()
+        for client in clients:
+            await client.aclose()
