@@ -10,11 +10,7 @@ sandbox rotates refresh tokens, so a second refresh would be an invalid_grant.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -22,8 +18,14 @@ import anyio
 import httpx2
 import pytest
 
-from tests.support import CLIENT_SECRET, consent, free_port
-from tests.test_integrations_web import CUSTOMERS, ROOT, login, pinned_connections, two_workers
+from tests.support import consent
+from tests.test_integrations_web import (
+    CUSTOMERS,
+    login,
+    pinned_connections,
+    serve_app,
+    two_workers,
+)
 from token_stores import RedisTokenStore
 from wiser_async.integrations._session import SESSION_COOKIE
 from wiser_async.sandbox import SandboxProcess
@@ -44,40 +46,8 @@ def sandbox_process() -> Iterator[SandboxProcess]:
 
 @pytest.fixture
 def server(sandbox_process: SandboxProcess, redis_url: str) -> Iterator[tuple[str, str]]:
-    port, prefix = free_port(), f"load-{uuid.uuid4().hex[:12]}"
-    origin = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "WISER_PREFIX": prefix,
-        "WISER_SANDBOX": sandbox_process.urls.origin,
-        "WISER_PUBLIC_URL": origin,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "tests.web_apps:fastapi_app",
-        "--workers",
-        "2",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        yield origin, prefix
-    finally:
-        process.terminate()
-        try:
-            _, err = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
-        assert CLIENT_SECRET not in err
+    with serve_app("fastapi", sandbox_process, redis_url, "load") as served:
+        yield served
 
 
 async def browsers(origin: str, per_worker: int) -> dict[str, list[httpx2.AsyncClient]]:

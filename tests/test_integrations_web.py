@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -37,11 +38,16 @@ def sandbox_process() -> Iterator[SandboxProcess]:
         yield process
 
 
-@pytest.fixture(params=["fastapi", "aiohttp"])
-def server(
-    request: pytest.FixtureRequest, sandbox_process: SandboxProcess, redis_url: str
+@contextmanager
+def serve_app(
+    kind: str, sandbox_process: SandboxProcess, redis_url: str, label: str
 ) -> Iterator[tuple[str, str]]:
-    port, prefix = free_port(), f"web-{uuid.uuid4().hex[:12]}"
+    """An example app in two worker processes on one port: its origin and token-key prefix.
+
+    ``fastapi``: ``uvicorn --workers 2``; ``aiohttp``: two processes sharing the
+    port (SO_REUSEPORT). Whatever they wrote to stderr must hold no secret.
+    """
+    port, prefix = free_port(), f"{label}-{uuid.uuid4().hex[:12]}"
     origin = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -50,7 +56,7 @@ def server(
         "WISER_SANDBOX": sandbox_process.urls.origin,
         "WISER_PUBLIC_URL": origin,
     }
-    if request.param == "fastapi":
+    if kind == "fastapi":
         commands = [
             [
                 sys.executable,
@@ -85,6 +91,14 @@ def server(
                 process.kill()
                 _, err = process.communicate()
             assert CLIENT_SECRET not in err
+
+
+@pytest.fixture(params=["fastapi", "aiohttp"])
+def server(
+    request: pytest.FixtureRequest, sandbox_process: SandboxProcess, redis_url: str
+) -> Iterator[tuple[str, str]]:
+    with serve_app(request.param, sandbox_process, redis_url, "web") as served:
+        yield served
 
 
 async def pinned_connections(origin: str) -> AsyncIterator[tuple[str, httpx2.AsyncClient]]:

@@ -22,7 +22,7 @@ from ._http_errors import LoginError
 from ._pending import DEFAULT_PENDING_TTL, MemoryPendingStore, PendingLogin, PendingStore, Taken
 from ._session import new_session_id, session_digest, session_matches, usable
 
-__all__ = ["ACCOUNT_PATTERN", "LoginStart", "WebCore", "error_page", "to_json"]
+__all__ = ["ACCOUNT_PATTERN", "LoginCookie", "LoginStart", "WebCore", "error_page", "to_json"]
 
 ACCOUNT_PATTERN = r"[A-Za-z0-9._@-]{1,128}"
 _ACCOUNT = re.compile(ACCOUNT_PATTERN)
@@ -39,6 +39,20 @@ class LoginStart:
 
     url: str
     set_cookie: str | None
+
+
+@attrs.frozen
+class LoginCookie:
+    """The browser-session cookie a login sets, decided once for every framework.
+
+    Always HttpOnly and SameSite=Lax (the callback is a top-level GET from the
+    authorization server, which Lax lets through).
+    """
+
+    value: str = attrs.field(repr=False)
+    max_age: int
+    path: str
+    secure: bool
 
 
 def to_json(client: AsyncWiserClient, value: Any) -> Any:
@@ -146,6 +160,17 @@ class WebCore:
     def json(self, value: Any) -> Any:
         """`value` with models as the API's JSON (see `to_json`)."""
         return to_json(self.client, value)
+
+    def login_cookie(self, start: LoginStart, *, path: str, https: bool) -> LoginCookie | None:
+        """The cookie `start` asks to set, for a request made over https or not (None: none)."""
+        if start.set_cookie is None:
+            return None
+        return LoginCookie(
+            value=start.set_cookie,
+            max_age=int(self.pending_ttl) + 60,
+            path=path,
+            secure=https if self.secure_cookie is None else self.secure_cookie,
+        )
 
     async def start_login(
         self, account: str, *, session_id: str | None, redirect_uri: str | None = None

@@ -75,16 +75,16 @@ class Wiser(WebCore):
                 request.match_info["account"], session_id=request.cookies.get(SESSION_COOKIE)
             )
             response = web.HTTPFound(start.url)
-            if start.set_cookie is not None:
-                secure = self.secure_cookie
+            cookie = self.login_cookie(start, path=prefix, https=request.secure)
+            if cookie is not None:
                 response.set_cookie(
                     SESSION_COOKIE,
-                    start.set_cookie,
-                    max_age=int(self.pending_ttl) + 60,
-                    path=prefix,
+                    cookie.value,
+                    max_age=cookie.max_age,
+                    path=cookie.path,
                     httponly=True,
                     samesite="Lax",
-                    secure=request.secure if secure is None else secure,
+                    secure=cookie.secure,
                 )
             return response
 

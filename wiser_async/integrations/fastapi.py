@@ -72,16 +72,16 @@ class Wiser(WebCore):
         async def login(request: Request, account: str) -> Response:
             start = await self.start_login(account, session_id=request.cookies.get(SESSION_COOKIE))
             response = RedirectResponse(start.url, status_code=302)
-            if start.set_cookie is not None:
-                secure = self.secure_cookie
+            cookie = self.login_cookie(start, path=prefix, https=request.url.scheme == "https")
+            if cookie is not None:
                 response.set_cookie(
                     SESSION_COOKIE,
-                    start.set_cookie,
-                    max_age=int(self.pending_ttl) + 60,
-                    path=prefix,
+                    cookie.value,
+                    max_age=cookie.max_age,
+                    path=cookie.path,
                     httponly=True,
                     samesite="lax",
-                    secure=request.url.scheme == "https" if secure is None else secure,
+                    secure=cookie.secure,
                 )
             return response
 
