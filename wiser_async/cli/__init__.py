@@ -12,7 +12,7 @@
     wiser-async queue enqueue|worker|merge   a crawl spread over worker processes (Redis)
 
 One module per command; `_settings` (flag > environment > file > default),
-`_config_file` (the TOML file), `_stores`, `_progress`, `_sandboxes`, `_summary` and
+`_config_file` (the TOML file), `_stores`, `_clients`, `_progress`, `_sandboxes`, `_summary` and
 `_errors` (one-line errors, exit codes, Ctrl-C) are shared.
 """
 

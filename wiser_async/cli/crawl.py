@@ -23,16 +23,15 @@ from token_stores import MemoryTokenStore, Token, TokenStore
 
 from .. import (
     ApiConfig,
-    AsyncWiserClient,
     CrawlResult,
     CrawlStats,
     Failure,
     JsonlCrawl,
-    WiserOAuth,
     crawl_to_json,
     crawl_to_jsonl,
 )
 from .._crawl import RETRY_LATER_KINDS
+from ._clients import crawling_client
 from ._errors import CliError, on_interrupt, reported, warn
 from ._progress import CrawlProgress
 from ._sandboxes import (
@@ -297,22 +296,17 @@ async def _run(job: CrawlJob, source: _Source) -> CrawlOutcome:
         accounts = list(job.accounts) or await store.keys()
         if not accounts:
             raise CliError("no account given (-a ACCOUNT) and none in the store")
-        async with (
-            WiserOAuth(
-                client_id=source.client_id,
-                client_secret=source.client_secret,
-                store=store,
-                token_url=source.token_url,
-                token_endpoint_auth_method=source.auth_method,
-            ) as oauth,
-            AsyncWiserClient(
-                oauth,
-                accounts[0],
-                config=source.api,
-                max_in_flight=settings.concurrency,
-                rate_limit=settings.rate,
-            ) as client,
-        ):
+        async with crawling_client(
+            store=store,
+            client_id=source.client_id,
+            client_secret=source.client_secret,
+            token_url=source.token_url,
+            auth_method=source.auth_method,
+            api=source.api,
+            account=accounts[0],
+            concurrency=settings.concurrency,
+            rate=settings.rate,
+        ) as client:
             with CrawlProgress() as progress:
                 if job.jsonl:
                     crawled = await crawl_to_jsonl(

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import click
 
-from .. import AsyncWiserClient, JsonlCrawl, RedisRateLimiter, WiserOAuth
+from .. import JsonlCrawl, RedisRateLimiter
 from .._crawl import RETRY_LATER_KINDS
 from .._distributed import (
     MergedCrawl,
@@ -31,6 +31,7 @@ from .._distributed import (
     queue_status,
     run_worker,
 )
+from ._clients import crawling_client
 from ._errors import CliError, on_interrupt, redact_store_spec, reported
 from ._settings import CRAWL_SETTINGS, Settings, with_settings
 from ._stores import open_token_store
@@ -246,25 +247,20 @@ def queue_worker(
                     )
                 first = await redis.srandmember(keys.accounts)
                 account = first.decode() if isinstance(first, bytes) else str(first)
-                rate: Any = settings.rate
+                rate: float | RedisRateLimiter | None = settings.rate
                 if shared_rate is not None:
                     rate = RedisRateLimiter(redis, key=f"{queue_name}:rate", rate=shared_rate)
-                async with (
-                    WiserOAuth(
-                        client_id=client_id,
-                        client_secret=client_secret,
-                        store=store,
-                        token_url=settings.token_url,
-                        token_endpoint_auth_method=settings.auth_method,
-                    ) as oauth,
-                    AsyncWiserClient(
-                        oauth,
-                        account,
-                        config=settings.api,
-                        max_in_flight=settings.concurrency,
-                        rate_limit=rate,
-                    ) as client,
-                ):
+                async with crawling_client(
+                    store=store,
+                    client_id=client_id,
+                    client_secret=client_secret,
+                    token_url=settings.token_url,
+                    auth_method=settings.auth_method,
+                    api=settings.api,
+                    account=account,
+                    concurrency=settings.concurrency,
+                    rate=rate,
+                ) as client:
                     return await run_worker(
                         client,
                         redis,
