@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
+from ._retry import Throttle
 from .errors import RateLimiterUnavailable
 
 if TYPE_CHECKING:
@@ -127,8 +128,9 @@ class RedisRateLimiter:
         )
         self._take = self._redis.register_script(_TAKE)
         self._pause = self._redis.register_script(_PAUSE)
-        # A pause seen or set here: waiting requests need no round trip to learn of it.
-        self._paused_until = -math.inf
+        # A pause seen or set here, held by a process-local throttle (no rate of its
+        # own): waiting requests need no round trip to learn of it.
+        self._local = Throttle(None)
 
     @staticmethod
     def _connect(url: str) -> Any:
@@ -173,13 +175,10 @@ class RedisRateLimiter:
             RateLimiterUnavailable: Redis did not answer within `patience`.
         """
         while True:
-            now = anyio.current_time()
-            if self._paused_until > now:
-                if self._paused_until > give_up_at:
-                    return self._paused_until - now
-                await anyio.sleep(self._paused_until - now)
-                continue
-            longest = max(0.0, give_up_at - now) * _MICROS
+            left = await self._local.wait_turn(give_up_at)
+            if left:
+                return left
+            longest = max(0.0, give_up_at - anyio.current_time()) * _MICROS
             kind, micros = await self._call(
                 self._take, self.redis_keys, (self._interval, self._tolerance, longest), give_up_at
             )
@@ -189,13 +188,13 @@ class RedisRateLimiter:
                     await anyio.sleep(wait)
                 return 0.0
             if int(kind) == 1:
-                self._paused_until = max(self._paused_until, anyio.current_time() + wait)
+                await self._local.pause(wait)
                 continue
             return wait
 
     async def pause(self, seconds: float) -> None:
         """Hold every worker's requests for `seconds` (never shortens a pause)."""
-        self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
+        await self._local.pause(seconds)
         await self._call(
             self._pause,
             self.redis_keys[1:],
