@@ -51,6 +51,7 @@ def test_wiser_async_exports_exactly_the_intended_names() -> None:
         "TokenRefreshed",
         "UnitDone",
         "Unset",
+        "Validation",
         "Walk",
         "crawl_to_json",
         "crawl_to_jsonl",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx2
 
@@ -17,6 +17,8 @@ from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, UNSET, Requester, Session, Unset
+
+T = TypeVar("T")
 
 __all__ = ["AsyncWiserClient"]
 
@@ -227,3 +229,11 @@ class AsyncWiserClient:
     def to_wire(self, model: Any) -> dict[str, Any]:
         """A model as the API's JSON (camelCase, unknown fields restored)."""
         return self._requester.to_wire(model)
+
+    def from_wire(self, data: Any, cls: type[T]) -> T:
+        """The API's JSON for one item (a JSONL record's ``data``) as a model of `cls`.
+
+        Raises:
+            DecodeError: `data` is not a valid `cls` (the message says where).
+        """
+        return self._requester.from_wire(data, cls)

@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from token_stores import TokenStoreError
 
 from .._config import COLLECTIONS, CollectionName, NodeKind, usable_id
+from .._decode import RawItem
 from .._observe import ClientEvent
 from .._stats import ClientStats
 from .._transport import Requester
@@ -85,6 +86,7 @@ class Engine:
         done_units: Container[Unit],
         send: MemoryObjectSendStream[Event],
         sink: ClientStats,
+        raw: bool = False,
     ) -> None:
         # This walk's requests are counted in its own sink too.
         counted = requester.counting(sink)
@@ -95,6 +97,8 @@ class Engine:
         self.paths = requester.config.paths
         self.events = requester.session.events
         self.devices_by = devices_by
+        # Items kept as the API sent them, only their ids read (a crawl to a file).
+        self.raw = raw
         self.page_size = page_size
         self.done_units = done_units
         self.send = send
@@ -144,7 +148,7 @@ class Engine:
         for account in self.requesters:
             self._first_page(account, ("account", account, ""), "locations", None, None, None)
 
-    def _children(self, job: Job, item: Item) -> None:
+    def _children(self, job: Job, item: Item | RawItem) -> None:
         account = job.account
         if job.collection == "locations":
             self._first_page(
@@ -208,7 +212,7 @@ class Engine:
         if pages is not None and (job := pages.take()) is not None:
             self._enqueue(job)
 
-    def _unusable_ids(self, job: Job, items: Sequence[Item]) -> list[Item]:
+    def _unusable_ids(self, job: Job, items: Sequence[Item | RawItem]) -> list[Item | RawItem]:
         """The items whose ids would go into paths of further requests and cannot."""
         descends = job.collection in ("locations", "sites") or (
             job.collection == "rooms" and self.devices_by == "room"
@@ -274,7 +278,8 @@ class Engine:
         requester = self.requesters[job.account]
         item_errors: list[DecodeError] = []
         try:
-            page = await requester.get_page(
+            fetch = requester.get_raw_page if self.raw else requester.get_page
+            page: Page[Any] = await fetch(
                 self._path(job),
                 COLLECTIONS[job.collection].model,
                 offset=job.offset,
@@ -301,7 +306,7 @@ class Engine:
             return
         for error in item_errors:
             await self._fail(job, "decode", None, error.message, resource=error.path)
-        items: Sequence[Item] = page.items
+        items: Sequence[Item | RawItem] = page.items
         unusable = self._unusable_ids(job, items)
         if unusable:
             await self._fail(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import attrs
 
 from .._config import NodeKind
+from .._decode import RawItem
 from ..models import Device
 from .results import Failure, Item, Node, Unit
 
@@ -22,7 +23,7 @@ class Batch:
         kind: The items' node kind.
         account: Whose portfolio they belong to.
         unit: The unit of work (checkpoint record) they belong to.
-        items: The decoded items.
+        items: The decoded items (as `RawItem` in a walk that keeps them as sent).
         location_id: Their location (None for locations).
         site_id: Their site (None for locations and sites).
         room_id: The room whose listing held them (devices read by room).
@@ -31,23 +32,26 @@ class Batch:
     kind: NodeKind
     account: str
     unit: Unit
-    items: Sequence[Item]
+    items: Sequence[Item | RawItem]
     location_id: str | None
     site_id: str | None
     room_id: str | None
 
-    def room_of(self, device: Device) -> str | None:
+    def room_of(self, device: Device | RawItem) -> str | None:
         """A room's listing places its devices; a site's mixes rooms: each its own roomId."""
         return self.room_id if self.room_id is not None else device.room_id
 
     def nodes(self) -> Iterator[Node]:
-        """The items as `Node` objects."""
+        """The items as `Node` objects (of a walk that decodes them into models)."""
+        if self.items and type(self.items[0]) is RawItem:
+            raise TypeError("a walk keeping items as sent is read through its events()")
+        items = cast(Sequence[Item], self.items)
         if self.kind == "device":
-            for item in self.items:
+            for item in items:
                 room_id = self.room_of(item)  # type: ignore[arg-type]
                 yield Node("device", self.account, item, self.location_id, self.site_id, room_id)
         else:
-            for item in self.items:
+            for item in items:
                 yield Node(self.kind, self.account, item, self.location_id, self.site_id)
 
 

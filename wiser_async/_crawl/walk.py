@@ -153,8 +153,13 @@ async def open_walk(
     timeout: float | None,
     buffer: int,
     done_units: Container[Unit] = frozenset(),
+    raw: bool = False,
 ) -> AsyncIterator[Walk]:
-    """Start a walk in a task group that the block owns; leaving the block stops it."""
+    """Start a walk in a task group that the block owns; leaving the block stops it.
+
+    With `raw`, items are kept as the API sent them (`RawItem`: ids read,
+    JSON written), for writing out unchanged; read them with `Walk.events()`.
+    """
     if devices_by not in ("site", "room"):
         raise ValueError("devices_by must be 'site' or 'room'")
     size = requester.page_size(page_size)
@@ -168,6 +173,7 @@ async def open_walk(
         done_units=done_units,
         send=send,
         sink=counted,
+        raw=raw,
     )
     walk = Walk(receive, engine, counted)
     with receive, _unwrapped():

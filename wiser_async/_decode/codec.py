@@ -19,7 +19,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._config import PageFormat
-from .._json import MAX_DEPTH, deeper_than
+from .._json import MAX_DEPTH, deeper_than, dumps
 from ..errors import DecodeError
 from ..models import (
     Page,
@@ -38,7 +38,7 @@ from .compiled import (
     unstructure_datetime,
 )
 
-__all__ = ["Codec", "camel_case"]
+__all__ = ["Codec", "RawItem", "camel_case"]
 
 T = TypeVar("T")
 
@@ -153,19 +153,7 @@ class Codec:
         the first `MAX_ITEM_ERRORS` one by one and the rest in one error. A
         page with more items than `limit` is a `DecodeError`.
         """
-        if type(body) is not dict:
-            raise DecodeError("expected a JSON object (a page)", method=method, path=path)
-        data = body.get(keys.data_key)
-        if type(data) is not list:
-            raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
-        if len(data) > limit:
-            # Checked before anything is decoded: a page is bounded by what was asked.
-            raise DecodeError(
-                f"the page holds {len(data)} items at $.{keys.data_key}, more than the "
-                f"{limit} asked for",
-                method=method,
-                path=path,
-            )
+        data = _page_data(body, keys, limit, method, path)
         structure = self.fast(cls)
         skipped = 0
         try:
@@ -173,43 +161,77 @@ class Codec:
         except Exception:  # noqa: BLE001 - any hook error; the slow path below explains it
             # The slow path, only for a page with a bad item: find and explain it.
             items = []
+            report = _ItemErrors(on_item_error, method, path)
             for index, item in enumerate(data):
                 try:
                     items.append(structure(item, cls))
                 except Exception:  # noqa: BLE001 - explained by _explain
                     where = f"$.{keys.data_key}[{index}]"
-                    if on_item_error is None:
-                        raise self._explain(item, cls, where, method=method, path=path) from None
-                    skipped += 1
-                    if skipped <= MAX_ITEM_ERRORS:
-                        on_item_error(self._explain(item, cls, where, method=method, path=path))
-            if skipped > MAX_ITEM_ERRORS:
-                on_item_error(  # type: ignore[misc] # not None: the loop above raised otherwise
-                    DecodeError(
-                        f"{skipped - MAX_ITEM_ERRORS} more items of the page could not be "
-                        f"decoded (the first {MAX_ITEM_ERRORS} are reported one by one)",
-                        method=method,
-                        path=path,
-                    )
+                    report(self._explain(item, cls, where, method=method, path=path))
+            skipped = report.finish()
+        limit, total = _page_meta(body, keys, limit, method, path)
+        return Page(items=items, offset=offset, limit=limit, total=total, skipped=skipped)
+
+    def raw_page(
+        self,
+        body: Any,
+        cls: type,
+        *,
+        offset: int,
+        limit: int,
+        keys: PageFormat,
+        method: str,
+        path: str,
+        on_item_error: Callable[[DecodeError], None] | None = None,
+    ) -> Page[RawItem]:
+        """A page envelope like `structure_page`, its items kept as the API sent them.
+
+        Of each item only what a crawl needs is read: its ``id`` (required: a
+        string, or an integer read as its decimal string) and, for a device,
+        its ``roomId`` (the same, or null). Each item is written out to JSON
+        at once, so one that cannot be written (nested beyond what the JSON
+        writer takes) fails here, not later in a file. A failing item is
+        handled as `structure_page` handles one.
+        """
+        data = _page_data(body, keys, limit, method, path)
+        names = self._wire_names[cls]
+        id_key = names["id"]
+        room_key = names.get("room_id")
+        items: list[RawItem] = []
+        append = items.append
+        report: _ItemErrors | None = None
+        for index, item in enumerate(data):
+            problem = None
+            if type(item) is dict:
+                ident = item.get(id_key)
+                room = item.get(room_key) if room_key is not None else None
+                if type(ident) is not str:
+                    ident = _raw_id(ident)
+                if room is not None and type(room) is not str:
+                    room = _raw_id(room)
+                    if room is None:
+                        problem = f"expected a string or null at .{room_key}"
+                if ident is None:
+                    problem = f"expected a string at .{id_key}"
+                elif problem is None:
+                    try:
+                        append(RawItem(ident, room, dumps(item)))
+                        continue
+                    except (TypeError, ValueError, RecursionError):
+                        problem = "nests deeper than JSON can be written"
+            else:
+                problem = f"expected an object, got {_json_type(item)}"
+            if report is None:
+                report = _ItemErrors(on_item_error, method, path)
+            report(
+                DecodeError(
+                    f"unexpected {cls.__name__} at $.{keys.data_key}[{index}]: {problem}",
+                    method=method,
+                    path=path,
                 )
-        meta = body.get(keys.meta_key)
-        total: int | None = None
-        if type(meta) is dict:
-            # The limit the server applied: a page that fills it is not the last.
-            served_limit = meta.get(keys.limit_key)
-            if type(served_limit) is int and 0 < served_limit < limit:
-                limit = served_limit
-            raw_total = meta.get(keys.total_key)
-            if raw_total is not None:
-                if type(raw_total) is not int or raw_total < 0:
-                    raise DecodeError(
-                        f"expected a non-negative integer at $.{keys.meta_key}.{keys.total_key}",
-                        method=method,
-                        path=path,
-                    )
-                total = raw_total
-        elif meta is not None:
-            raise DecodeError(f"expected an object at $.{keys.meta_key}", method=method, path=path)
+            )
+        skipped = 0 if report is None else report.finish()
+        limit, total = _page_meta(body, keys, limit, method, path)
         return Page(items=items, offset=offset, limit=limit, total=total, skipped=skipped)
 
     def unstructure(self, obj: Any) -> dict[str, Any]:
@@ -296,3 +318,104 @@ def _field_type(cls: type, attribute: str) -> Any:
 
 
 _SHARED: dict[frozenset[tuple[type, frozenset[tuple[str, str]]]], Codec] = {}
+
+
+@attrs.define(slots=True)
+class RawItem:
+    """An item kept as the API sent it: its ids, read, and its JSON, written.
+
+    Attributes:
+        id: The item's id (an integer id as its decimal string).
+        room_id: A device's room, or None (None for the other kinds).
+        data: The item's JSON, as received (keys in the server's order).
+    """
+
+    id: str
+    room_id: str | None
+    data: bytes
+
+
+def _raw_id(value: Any) -> str | None:
+    """An id that is not a string: an integer as its decimal string, anything else None."""
+    return str(value) if type(value) is int else None
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number"
+    )
+
+
+def _page_data(body: Any, keys: PageFormat, limit: int, method: str, path: str) -> list[Any]:
+    """The items of a page envelope, checked to be a list of at most `limit` entries."""
+    if type(body) is not dict:
+        raise DecodeError("expected a JSON object (a page)", method=method, path=path)
+    data = body.get(keys.data_key)
+    if type(data) is not list:
+        raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
+    if len(data) > limit:
+        # Checked before anything is decoded: a page is bounded by what was asked.
+        raise DecodeError(
+            f"the page holds {len(data)} items at $.{keys.data_key}, more than the "
+            f"{limit} asked for",
+            method=method,
+            path=path,
+        )
+    return data
+
+
+def _page_meta(
+    body: dict[str, Any], keys: PageFormat, limit: int, method: str, path: str
+) -> tuple[int, int | None]:
+    """The limit the server applied and the collection's total, from a page's metadata."""
+    meta = body.get(keys.meta_key)
+    total: int | None = None
+    if type(meta) is dict:
+        # The limit the server applied: a page that fills it is not the last.
+        served_limit = meta.get(keys.limit_key)
+        if type(served_limit) is int and 0 < served_limit < limit:
+            limit = served_limit
+        raw_total = meta.get(keys.total_key)
+        if raw_total is not None:
+            if type(raw_total) is not int or raw_total < 0:
+                raise DecodeError(
+                    f"expected a non-negative integer at $.{keys.meta_key}.{keys.total_key}",
+                    method=method,
+                    path=path,
+                )
+            total = raw_total
+    elif meta is not None:
+        raise DecodeError(f"expected an object at $.{keys.meta_key}", method=method, path=path)
+    return limit, total
+
+
+class _ItemErrors:
+    """Where a page's undecodable items go: raised (no handler), or reported and skipped."""
+
+    def __init__(
+        self, handler: Callable[[DecodeError], None] | None, method: str, path: str
+    ) -> None:
+        self._handler = handler
+        self._method = method
+        self._path = path
+        self.skipped = 0
+
+    def __call__(self, error: DecodeError) -> None:
+        if self._handler is None:
+            raise error from None
+        self.skipped += 1
+        if self.skipped <= MAX_ITEM_ERRORS:
+            self._handler(error)
+
+    def finish(self) -> int:
+        """Report the items past `MAX_ITEM_ERRORS` in one error; how many were skipped."""
+        if self._handler is not None and self.skipped > MAX_ITEM_ERRORS:
+            self._handler(
+                DecodeError(
+                    f"{self.skipped - MAX_ITEM_ERRORS} more items of the page could not be "
+                    f"decoded (the first {MAX_ITEM_ERRORS} are reported one by one)",
+                    method=self._method,
+                    path=self._path,
+                )
+            )
+        return self.skipped

@@ -120,7 +120,15 @@ def optional(hook: Hook) -> Hook:
 
 
 def unstructure_datetime(value: datetime) -> str:
-    text = value.isoformat()
+    """RFC 3339 with the shortest exact fraction (none, milliseconds or microseconds), UTC as Z.
+
+    The API's own form (``2021-02-05T01:35:22.451Z``): a timestamp read and
+    written back is written as it came.
+    """
+    micro = value.microsecond
+    text = value.isoformat(
+        timespec="seconds" if not micro else "milliseconds" if not micro % 1000 else "microseconds"
+    )
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

@@ -78,7 +78,7 @@ class DeviceChange:
         account: The account key.
         id: The device id.
         fields: Wire field name -> (old value, new value); a field absent
-            from one side shows as None there.
+            from one side shows as None there (absent and null compare equal).
     """
 
     account: str
@@ -109,7 +109,13 @@ def _device_key(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def _comparable(data: dict[str, Any], ignore: frozenset[str]) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key not in ignore}
+    # A field the API left out and one it sent as null say the same: nothing known;
+    # 16 and 16.0 are one JSON number (a model writes its float fields as floats).
+    return {
+        key: int(value) if type(value) is float and value.is_integer() else value
+        for key, value in data.items()
+        if key not in ignore and value is not None
+    }
 
 
 def _digest(data: dict[str, Any]) -> bytes:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import attrs
@@ -44,12 +44,21 @@ from .._crawl import (
     Walk,
     open_walk,
 )
+from .._decode import RawItem
+from .._json import dumps
 from ..errors import CrawlOutputError
 
 if TYPE_CHECKING:
     from .._client import AsyncWiserClient
 
-__all__ = ["JsonlCrawl", "checkpoint_path", "crawl_to_json", "crawl_to_jsonl", "result_to_json"]
+__all__ = [
+    "JsonlCrawl",
+    "Validation",
+    "checkpoint_path",
+    "crawl_to_json",
+    "crawl_to_jsonl",
+    "result_to_json",
+]
 
 _FINISHED = "complete"  # the mark's name on disk: nothing is left for a resume to read
 _CHECKPOINT_FORMAT = 2
@@ -58,23 +67,45 @@ _INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization"}
 _KINDS = ("location", "site", "room", "device")
 
 
+Validation = Literal["ids", "models"]
+"""What `crawl_to_jsonl` checks of each item before writing it."""
+
+
+def _raw_of(validate: Validation) -> bool:
+    if validate not in ("ids", "models"):
+        raise ValueError(f"validate must be 'ids' or 'models', not {validate!r}")
+    return validate == "ids"
+
+
 def checkpoint_path(output: Path) -> Path:
     """Where the checkpoint of a JSONL output lives."""
     return output.with_name(output.name + ".checkpoint")
 
 
-def _node_records(batch: Batch, client: AsyncWiserClient) -> Iterator[dict[str, Any]]:
-    parents: dict[str, str | None] = {}
+def _batch_lines(batch: Batch, client: AsyncWiserClient) -> Iterator[bytes]:
+    """A page's items as JSONL lines: ``data`` as the API sent it, or as models write it."""
+    head: dict[str, Any] = {"type": batch.kind, "account": batch.account}
     if batch.kind != "location":
-        parents["locationId"] = batch.location_id
+        head["locationId"] = batch.location_id
     if batch.kind in ("room", "device"):
-        parents["siteId"] = batch.site_id
+        head["siteId"] = batch.site_id
+    items = batch.items
+    if items and type(items[0]) is RawItem:
+        # Spliced as bytes: each item's JSON was written once, when its page came.
+        start = dumps(head)[:-1]
+        for raw in cast(Sequence[RawItem], items):
+            room = b""
+            if batch.kind == "device":
+                room_id = batch.room_of(raw)
+                room = b',"roomId":' + (b"null" if room_id is None else dumps(room_id))
+            yield start + room + b',"data":' + raw.data + b"}\n"
+        return
     for node in batch.nodes():
-        record: dict[str, Any] = {"type": batch.kind, "account": batch.account, **parents}
+        record = dict(head)
         if batch.kind == "device":
             record["roomId"] = node.room_id
         record["data"] = client.to_wire(node.item)
-        yield record
+        yield _line(record)
 
 
 def _failure_record(failure: Failure) -> dict[str, Any]:
@@ -82,7 +113,7 @@ def _failure_record(failure: Failure) -> dict[str, Any]:
 
 
 def _line(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return dumps(record) + b"\n"
 
 
 @attrs.frozen(kw_only=True)
@@ -222,6 +253,7 @@ async def crawl_to_jsonl(
     timeout: float | None = None,
     on_progress: Callable[[Walk], None] | None = None,
     source: str | None = None,
+    validate: Validation = "ids",
 ) -> JsonlCrawl:
     """Crawl to a JSONL file, a unit at a time, resumable after an interruption.
 
@@ -240,6 +272,15 @@ async def crawl_to_jsonl(
         source: What the crawl reads from, as the checkpoint records it; by
             default the API base URL. Name the deployment yourself when its
             URL changes between runs (a sandbox on a new port, another proxy).
+        validate: ``"ids"`` (the default) reads of each item only the ids
+            the crawl needs and writes ``data`` as the API sent it: an item
+            without a usable ``id`` (or a device with an unusable
+            ``roomId``) is a failure, other fields are not checked.
+            ``"models"`` decodes every item into its typed model first, as
+            `AsyncWiserClient.walk` does, so a field of the wrong type is a
+            failure too, and writes ``data`` as the model writes it
+            (every field, timestamps normalised, integer ids as strings).
+            Either holds the same records for data of the documented types.
 
     Returns:
         This run and the whole output (`JsonlCrawl`).
@@ -280,13 +321,14 @@ async def crawl_to_jsonl(
             timeout=timeout,
             buffer=4,
             done_units=state.done,
+            raw=_raw_of(validate),
         ) as walk,
     ):
         size = await out.tell()
         async for event in walk.events():
             if isinstance(event, Batch):
                 lines = pending.setdefault(event.unit, [])
-                lines.extend(_line(record) for record in _node_records(event, client))
+                lines.extend(_batch_lines(event, client))
                 counts = unit_items.setdefault(event.unit, {})
                 counts[event.kind] = counts.get(event.kind, 0) + len(event.items)
                 if on_progress is not None:

@@ -19,7 +19,6 @@ from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
 from .._token_endpoint import default_ssl_context
-from ..errors import DecodeError
 
 if TYPE_CHECKING:
     from .._oauth import WiserOAuth
@@ -27,11 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
-    "OBJECTS_PER_ITEM",
     "UNSET",
     "Session",
     "Unset",
-    "read_body",
 ]
 
 
@@ -47,9 +44,6 @@ UNSET: Final = Unset.UNSET
 DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# JSON objects a page's body may hold per item asked for, before it is parsed:
-# a device is one object (two with an address); the rest is room for unknown fields.
-OBJECTS_PER_ITEM = 64
 
 
 class Session:
@@ -130,22 +124,3 @@ class Session:
         """Close the HTTP client if the session created it, never a borrowed one."""
         if self.owns_http:
             await self.http.aclose()
-
-
-async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
-    """The body of `response`, refused (`DecodeError`) past `limit` bytes, declared or not."""
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise DecodeError(
-            f"the body of {declared} bytes exceeds the {limit}-byte limit",
-            method=method,
-            path=shown,
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise DecodeError(f"the body exceeds the {limit}-byte limit", method=method, path=shown)
-        chunks.append(chunk)
-    return b"".join(chunks)

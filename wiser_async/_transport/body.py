@@ -1,0 +1,82 @@
+"""A response's body: read within a size bound, and parsed as JSON within an object bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+
+from .._json import JSONDecodeError, loads
+from ..errors import DecodeError
+
+__all__ = ["OBJECTS_PER_ITEM", "parse_json", "read_body"]
+
+# JSON objects a page's body may hold per item asked for, before it is parsed:
+# a device is one object (two with an address); the rest is room for unknown fields.
+OBJECTS_PER_ITEM = 64
+# Bytes per JSON object in a page's body, beyond which its objects are counted.
+_BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
+
+
+async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
+    """The body of `response`, refused (`DecodeError`) past `limit` bytes, declared or not."""
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise DecodeError(
+            f"the body of {declared} bytes exceeds the {limit}-byte limit",
+            method=method,
+            path=shown,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise DecodeError(f"the body exceeds the {limit}-byte limit", method=method, path=shown)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(content: bytes, method: str, target: str, *, objects: int | None = None) -> Any:
+    """`content` parsed as JSON, or a `DecodeError` saying what was wrong and where.
+
+    Args:
+        objects: The most JSON objects the body may hold, counted (as
+            ``{``) before it is parsed: a page of 1.4 million empty objects
+            in 4 MiB would cost a hundred megabytes once decoded.
+    """
+    # Counted only in a body larger than such a page usually is (1 KiB an
+    # item): a typical page costs no scan.
+    if (
+        objects is not None
+        and len(content) > objects * _BYTES_PER_OBJECT
+        and (count := content.count(b"{")) > objects
+    ):
+        raise DecodeError(
+            f"the body holds {count} JSON objects, beyond what a page of the "
+            f"size asked holds ({objects})",
+            method=method,
+            path=target,
+        )
+    try:
+        return loads(content)
+    except UnicodeDecodeError:
+        raise DecodeError("the body is not UTF-8 text", method=method, path=target) from None
+    except JSONDecodeError as exc:
+        raise DecodeError(_not_json(exc, len(content)), method=method, path=target) from None
+    except RecursionError:
+        raise DecodeError(_TOO_DEEP, method=method, path=target) from None
+
+
+_TOO_DEEP = "the body nests arrays or objects deeper than can be read"
+
+
+def _not_json(error: JSONDecodeError, size: int) -> str:
+    """What was wrong with a body that is not JSON, and where (never the body's text)."""
+    # orjson says "...: line 1 column 5 (char 4)"; the position is given apart.
+    reason = error.msg.split(": line ", 1)[0]
+    if reason.startswith("str is not valid UTF-8"):
+        return "the body is not UTF-8 text"
+    if reason.startswith("depth limit exceeded"):
+        return _TOO_DEEP
+    return f"the body is not valid JSON ({reason} at byte {error.pos} of {size})"
