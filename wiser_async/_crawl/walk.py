@@ -83,19 +83,30 @@ class Walk:
             # Drain what is buffered without a trip through the event loop per
             # message: a consumer that yields on every page would fall behind
             # the workers and hold them all on a full buffer.
-            return self._receive.receive_nowait()
+            return self.next_event_nowait()
         except anyio.WouldBlock:
             pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self._ended is None:
-                self._ended = time.perf_counter()
-            raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self._ended is None:
-                self._ended = time.perf_counter()
-            raise StopAsyncIteration from None
+            raise self._over() from None
+
+    def next_event_nowait(self) -> Event:
+        """The next message if one is waiting.
+
+        Raises:
+            anyio.WouldBlock: none is, yet.
+            StopAsyncIteration: the walk is over.
+        """
+        try:
+            return self._receive.receive_nowait()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._over() from None
+
+    def _over(self) -> StopAsyncIteration:
+        if self._ended is None:
+            self._ended = time.perf_counter()
+        return StopAsyncIteration()
 
     def events(self) -> Events:
         """Iterate every message from the workers (see `next_event`)."""

@@ -47,6 +47,7 @@ from .._crawl import (
 from .._decode import RawItem
 from .._json import dumps
 from ..errors import CrawlOutputError
+from .appender import UnitAppender
 
 if TYPE_CHECKING:
     from .._client import AsyncWiserClient
@@ -311,21 +312,30 @@ async def crawl_to_jsonl(
     unit_failures: dict[Unit, list[Failure]] = {}
     unit_items: dict[Unit, dict[str, int]] = {}
     async with (
-        await anyio.open_file(output, "ab") as out,
-        await anyio.open_file(checkpoint, "ab") as marks,
+        UnitAppender(output, checkpoint) as appender,
         open_walk(
             client.requester,
             accounts=chosen,
             devices_by=devices_by,
             page_size=page_size,
             timeout=timeout,
-            buffer=4,
+            buffer=8,
             done_units=state.done,
             raw=_raw_of(validate),
         ) as walk,
     ):
-        size = await out.tell()
-        async for event in walk.events():
+        while True:
+            try:
+                event = walk.next_event_nowait()
+            except anyio.WouldBlock:
+                # Nothing buffered: write what finished meanwhile, then wait.
+                await appender.flush()
+                try:
+                    event = await walk.next_event()
+                except StopAsyncIteration:
+                    break
+            except StopAsyncIteration:
+                break
             if isinstance(event, Batch):
                 lines = pending.setdefault(event.unit, [])
                 lines.extend(_batch_lines(event, client))
@@ -337,21 +347,17 @@ async def crawl_to_jsonl(
                 pending.setdefault(event.unit, []).append(_line(_failure_record(event.failure)))
                 unit_failures.setdefault(event.unit, []).append(event.failure)
             elif isinstance(event, UnitDone):
-                data = _redacted(b"".join(pending.pop(event.unit, [])), client, event.unit[1])
-                if data:
-                    await out.write(data)
-                    await out.flush()
-                    size += len(data)
+                account = event.unit[1]
+                data = _redacted(b"".join(pending.pop(event.unit, [])), client, account)
                 failures = unit_failures.pop(event.unit, [])
                 counts = unit_items.pop(event.unit, {})
                 mark = {
                     "unit": list(event.unit),
-                    "offset": size,
+                    "offset": appender.size + len(data),
                     "items": counts,
                     "failures": [failure.to_dict() for failure in failures],
                 }
-                await marks.write(_redacted(_line(mark), client, event.unit[1]))
-                await marks.flush()
+                appender.add(data, _redacted(_line(mark), client, account))
                 state.failures.extend(failures)
                 for name, count in counts.items():
                     state.items[name] = state.items.get(name, 0) + count
@@ -360,7 +366,7 @@ async def crawl_to_jsonl(
         # unit: a resume reads them. Otherwise nothing is left to read.
         finished = not any(failure.kind in _INTERRUPTIONS for failure in walk.failures)
         if finished:
-            await marks.write(_line({_FINISHED: True}))
+            appender.add(b"", _line({_FINISHED: True}))
     # What is still missing: the written records, and what this run left unread.
     left_unread = [failure for failures in unit_failures.values() for failure in failures]
     return JsonlCrawl(
