@@ -2,7 +2,9 @@
 
 A write runs in a worker thread, so a slow disk never stalls the event
 loop; a thread hop costs more than the write itself, so each hop takes
-every unit finished since the last one. The output is written (and
+every unit finished since the last one, and finished units wait up to
+`MAX_DELAY` (or `MAX_PENDING` bytes) for company. A crash loses at most
+those: a resume reads them again. The output is written (and
 flushed) before the checkpoint marks that record it: a crash between the
 two leaves lines no mark covers, which a resume cuts off.
 """
@@ -15,7 +17,14 @@ from typing import BinaryIO, Self
 
 import anyio
 
-__all__ = ["UnitAppender"]
+from .._crawl import Event, Walk
+
+__all__ = ["MAX_DELAY", "MAX_PENDING", "UnitAppender"]
+
+MAX_DELAY = 0.05
+"""Seconds a finished unit may wait to be written."""
+MAX_PENDING = 256 * 1024
+"""Bytes of finished units written at once, without waiting for more."""
 
 
 class UnitAppender:
@@ -26,6 +35,8 @@ class UnitAppender:
         self._files: tuple[BinaryIO, BinaryIO] | None = None
         self._data: list[bytes] = []
         self._marks: list[bytes] = []
+        self._pending_bytes = 0
+        self._since = 0.0
         self.size = 0
         """The output's size once everything added so far is written."""
 
@@ -67,15 +78,29 @@ class UnitAppender:
 
     def add(self, data: bytes, mark: bytes) -> None:
         """Queue a unit's lines and then its mark (written by the next `flush`)."""
+        if not self._marks:
+            self._since = anyio.current_time()
         if data:
             self._data.append(data)
             self.size += len(data)
+            self._pending_bytes += len(data)
         self._marks.append(mark)
 
-    @property
-    def pending(self) -> bool:
-        """Something was added since the last `flush`."""
-        return bool(self._marks)
+    async def next_event(self, walk: Walk) -> Event:
+        """Wait for the walk's next message, writing finished units when they are due.
+
+        Raises:
+            StopAsyncIteration: the walk is over.
+        """
+        if self._marks:
+            left = self._since + MAX_DELAY - anyio.current_time()
+            if left <= 0 or self._pending_bytes >= MAX_PENDING:
+                await self.flush()
+            else:
+                with anyio.move_on_after(left):
+                    return await walk.next_event()
+                await self.flush()
+        return await walk.next_event()
 
     async def flush(self) -> None:
         """Write and flush what was added: the output first, then the checkpoint."""
@@ -85,7 +110,7 @@ class UnitAppender:
 
     def _take(self) -> tuple[bytes, bytes]:
         data, marks = b"".join(self._data), b"".join(self._marks)
-        self._data, self._marks = [], []
+        self._data, self._marks, self._pending_bytes = [], [], 0
         return data, marks
 
 

@@ -328,10 +328,9 @@ async def crawl_to_jsonl(
             try:
                 event = walk.next_event_nowait()
             except anyio.WouldBlock:
-                # Nothing buffered: write what finished meanwhile, then wait.
-                await appender.flush()
+                # Nothing buffered: write what finished, when due, then wait.
                 try:
-                    event = await walk.next_event()
+                    event = await appender.next_event(walk)
                 except StopAsyncIteration:
                     break
             except StopAsyncIteration:

@@ -196,11 +196,7 @@ class Requester:
         limit: int,
         on_item_error: Callable[[DecodeError], None] | None = None,
     ) -> Page[RawItem]:
-        """One page like `get_page`, its items kept as the API sent them (see `RawItem`).
-
-        Only the ids a crawl needs are read (by `cls`'s wire names): for
-        writing items out unchanged, at a fraction of typed decoding's cost.
-        """
+        """One page like `get_page`, only the ids of its items read (see `Codec.raw_page`)."""
         page = await self._decoded_page(
             self.session.codec.raw_page, path, cls, offset, limit, on_item_error
         )
@@ -369,7 +365,8 @@ class Requester:
             await limiter.acquire()
         # The whole attempt, headers and every byte of the body, ends by its
         # bound and by the call's deadline.
-        bound = give_up_at - anyio.current_time()
+        now = anyio.current_time()
+        bound = give_up_at - now
         if session.attempt_timeout is not None and session.attempt_timeout < bound:
             bound = session.attempt_timeout
         try:
@@ -380,7 +377,7 @@ class Requester:
                 )
                 context = request_secrets.set(self._log_context)
                 try:
-                    with anyio.fail_after(max(bound, 0.0)):
+                    with anyio.CancelScope(deadline=now + max(bound, 0.0)) as scope:
                         response = await session.http.send(request, auth=self._auth, stream=True)
                         if record is not None:
                             record.status = response.status_code
@@ -392,6 +389,8 @@ class Requester:
                             await response.aclose()
                 finally:
                     request_secrets.reset(context)
+                if scope.cancelled_caught:
+                    raise TimeoutError  # noqa: TRY301 - the deadline: mapped just below
             except TimeoutError:
                 raise RequestTimeout(
                     f"no complete answer from {session.host} within {bound:.3g} s",
