@@ -60,14 +60,17 @@ class Pages:
 class FairQueue:
     """Pending jobs, served round-robin between accounts, deepest level first within one.
 
-    Deeper levels first keep the frontier (pages known but not fetched) small.
+    Deeper levels first keep the frontier (pages known but not fetched) small;
+    within a level, the further pages of collections already begun come
+    before first pages, so a few units are read at a time, to their end:
+    what a crawl holds for its unfinished units stays a few units' worth.
     A job put wakes one idle worker, not all of them: with dozens of workers
     and thousands of jobs, waking every worker for every job would cost more
     CPU than the requests themselves.
     """
 
     def __init__(self) -> None:
-        self._heaps: dict[str, list[tuple[int, int, Job]]] = {}
+        self._heaps: dict[str, list[tuple[int, bool, int, Job]]] = {}
         self._ring: deque[str] = deque()
         self._sequence = itertools.count()
         self._idle: deque[anyio.Event] = deque()
@@ -81,7 +84,7 @@ class FairQueue:
         if not heap:
             self._ring.append(job.account)
         depth = COLLECTIONS[job.collection].depth
-        heapq.heappush(heap, (-depth, next(self._sequence), job))
+        heapq.heappush(heap, (-depth, job.first, next(self._sequence), job))
         if self._idle:
             self._idle.popleft().set()
 
@@ -95,7 +98,7 @@ class FairQueue:
             if self._ring:
                 account = self._ring.popleft()
                 heap = self._heaps[account]
-                job = heapq.heappop(heap)[2]
+                job = heapq.heappop(heap)[3]
                 if heap:
                     self._ring.append(account)
                 self.active[id(job)] = job
@@ -121,5 +124,5 @@ class FairQueue:
 
     def pending(self) -> list[Job]:
         """Queued and running jobs."""
-        queued = [entry[2] for heap in self._heaps.values() for entry in heap]
+        queued = [entry[3] for heap in self._heaps.values() for entry in heap]
         return queued + list(self.active.values())

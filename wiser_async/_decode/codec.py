@@ -215,7 +215,8 @@ class Codec:
                     problem = f"expected a string at .{id_key}"
                 elif problem is None:
                     try:
-                        append(RawItem(ident, room, dumps(item)))
+                        # Copied to its size: orjson's bytes keep a 4 KiB buffer.
+                        append(RawItem(ident, room, bytes(memoryview(dumps(item)))))
                         continue
                     except (TypeError, ValueError, RecursionError):
                         problem = "nests deeper than JSON can be written"
