@@ -217,13 +217,34 @@ def compile_structure(
             raise TypeError(f"no fast decoding for {cls.__name__}.{field.name}: {kind}")
     lines.append("    unknown = o.keys() - KNOWN")
     arguments.append("extra=BOUNDED({key: o[key] for key in unknown}) if unknown else {}")
-    lines.append(f"    return CLS({', '.join(arguments)})")
+    if _plain(cls):
+        # Each value stored in its slot: a quarter of a device's decoding
+        # time goes into a call with fifteen keyword arguments otherwise.
+        names["NEW"] = object.__new__
+        lines.append("    obj = NEW(CLS)")
+        lines.extend(f"    obj.{argument.replace('=', ' = ', 1)}" for argument in arguments)
+        lines.append("    return obj")
+    else:
+        lines.append(f"    return CLS({', '.join(arguments)})")
     source = "\n".join(lines) + "\n"
     filename = f"<wiser_async decode {cls.__qualname__} {id(names):x}>"
     # Registered as cattrs does, so tracebacks and debuggers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), names)  # noqa: S102 - code built above from the model's own fields
     return names["structure"]  # type: ignore[no-any-return]
+
+
+def _plain(cls: type) -> bool:
+    """True if `cls.__init__` only stores its arguments: no validator, converter or hook."""
+    return (
+        cls.__setattr__ is object.__setattr__
+        and not hasattr(cls, "__attrs_pre_init__")
+        and not hasattr(cls, "__attrs_post_init__")
+        and all(
+            field.init and field.validator is None and field.converter is None
+            for field in attrs.fields(cls)
+        )
+    )
 
 
 def open_enum_of(kind: Any) -> Any:
