@@ -237,7 +237,7 @@ def compile_structure(
 def _plain(cls: type) -> bool:
     """True if `cls.__init__` only stores its arguments: no validator, converter or hook."""
     return (
-        cls.__setattr__ is object.__setattr__
+        getattr(cls, "__setattr__") is object.__setattr__  # no on_setattr hook
         and not hasattr(cls, "__attrs_pre_init__")
         and not hasattr(cls, "__attrs_post_init__")
         and all(
