@@ -236,8 +236,9 @@ def compile_structure(
 
 def _plain(cls: type) -> bool:
     """True if `cls.__init__` only stores its arguments: no validator, converter or hook."""
+    setattr_of: Any = cls.__setattr__  # attrs' own when an on_setattr hook is set
     return (
-        getattr(cls, "__setattr__") is object.__setattr__  # no on_setattr hook
+        setattr_of is object.__setattr__
         and not hasattr(cls, "__attrs_pre_init__")
         and not hasattr(cls, "__attrs_post_init__")
         and all(
