@@ -378,7 +378,7 @@ class Requester:
                 context = request_secrets.set(self._log_context)
                 try:
                     with anyio.CancelScope(deadline=now + max(bound, 0.0)) as scope:
-                        response = await session.http.send(request, auth=self._auth, stream=True)
+                        response = await session.send(request, self._auth)
                         if record is not None:
                             record.status = response.status_code
                         try:

@@ -19,6 +19,7 @@ from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
 from .._token_endpoint import default_ssl_context
+from .direct import proxies_configured, send_direct
 
 if TYPE_CHECKING:
     from .._oauth import WiserOAuth
@@ -92,14 +93,19 @@ class Session:
         self.attempt_timeout = float(timeout) if isinstance(timeout, int | float) else None
         if isinstance(timeout, int | float):
             timeout = httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+        # Where requests go without httpx2.AsyncClient.send's layers (see `send_direct`).
+        self.direct: httpx2.AsyncBaseTransport | None = None
         if http_client is None:
+            limits = httpx2.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            )
+            if transport is None and not proxies_configured():
+                # What httpx2.AsyncClient builds by default when no proxy is mounted.
+                transport = httpx2.AsyncHTTPTransport(verify=default_ssl_context(), limits=limits)
+            # A transport given explicitly is used for every URL: httpx2 mounts no proxy then.
+            self.direct = transport
             self.http = httpx2.AsyncClient(
-                timeout=timeout,
-                limits=httpx2.Limits(
-                    max_connections=max_in_flight, max_keepalive_connections=max_in_flight
-                ),
-                transport=transport,
-                verify=default_ssl_context(),
+                timeout=timeout, limits=limits, transport=transport, verify=default_ssl_context()
             )
             self.request_options: dict[str, Any] = {}
         else:
@@ -119,6 +125,12 @@ class Session:
         self.stats = ClientStats()
         # None when no hook is set: the request path then builds no event.
         self.events = Emitter(on_event) if on_event is not None else None
+
+    async def send(self, request: httpx2.Request, auth: httpx2.Auth) -> httpx2.Response:
+        """Send `request`, signed by `auth`; the response's body is left to stream."""
+        if self.direct is None:
+            return await self.http.send(request, auth=auth, stream=True)
+        return await send_direct(self.direct, request, auth)
 
     async def aclose(self) -> None:
         """Close the HTTP client if the session created it, never a borrowed one."""

@@ -1,0 +1,54 @@
+"""A proxy named in the environment carries the API's requests, as httpx2 does for its clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.asgi_server import serve_asgi
+from tests.support import issue, make_client, make_oauth
+from token_stores import MemoryTokenStore
+from wiser_async.sandbox import Sandbox, SandboxUrls
+
+SEEN: list[str] = []
+
+
+async def proxy_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A forward proxy that answers every request itself: one location, named after it."""
+    if scope["type"] != "http":
+        return
+    SEEN.append(scope["path"])
+    body = json.dumps({"data": [{"id": "via-proxy"}], "meta": {"total": 1}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[str]:
+    with serve_asgi(proxy_app) as origin:
+        yield origin
+
+
+async def test_http_proxy_from_the_environment_carries_api_requests(
+    sandbox: Sandbox,
+    urls: SandboxUrls,
+    proxy: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryTokenStore()
+    await issue(sandbox, store, "acct")
+    SEEN.clear()
+    async with make_oauth(urls, store) as oauth:
+        # Set before the client is made: that is when httpx2 reads it.
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with make_client(oauth, urls) as client:
+            page = await client.locations.page()
+    assert [location.id for location in page.items] == ["via-proxy"]
+    assert SEEN
+    assert sandbox.stats.requests == 0
