@@ -7,6 +7,7 @@ One per `AsyncWiserClient` and its `for_account` siblings; each account's
 from __future__ import annotations
 
 import enum
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -105,7 +106,12 @@ class Session:
             # A transport given explicitly is used for every URL: httpx2 mounts no proxy then.
             self.direct = transport
             self.http = httpx2.AsyncClient(
-                timeout=timeout, limits=limits, transport=transport, verify=default_ssl_context()
+                timeout=timeout,
+                limits=limits,
+                transport=transport,
+                verify=default_ssl_context(),
+                # A bearer-token API needs no cookies: none kept or sent, whichever path.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             self.request_options: dict[str, Any] = {}
         else:
