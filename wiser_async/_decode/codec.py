@@ -215,8 +215,8 @@ class Codec:
                     problem = f"expected a string at .{id_key}"
                 elif problem is None:
                     try:
-                        # Copied to its size: orjson's bytes keep a 4 KiB buffer.
-                        append(RawItem(ident, room, bytes(memoryview(dumps(item)))))
+                        # Its members, a copy to size: orjson's bytes keep a 4 KiB buffer.
+                        append(RawItem(ident, room, dumps(item)[1:-1]))
                         continue
                     except (TypeError, ValueError, RecursionError):
                         problem = "nests deeper than JSON can be written"
@@ -328,12 +328,13 @@ class RawItem:
     Attributes:
         id: The item's id (an integer id as its decimal string).
         room_id: A device's room, or None (None for the other kinds).
-        data: The item's JSON, as received (keys in the server's order).
+        members: The item's JSON object without its braces, as received
+            (keys in the server's order): ``b'"id":"d-1","name":"x"'``.
     """
 
     id: str
     room_id: str | None
-    data: bytes
+    members: bytes
 
 
 def _raw_id(value: Any) -> str | None:

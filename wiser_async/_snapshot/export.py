@@ -94,12 +94,13 @@ def _batch_lines(batch: Batch, client: AsyncWiserClient) -> Iterator[bytes]:
     if items and type(items[0]) is RawItem:
         # Spliced as bytes: each item's JSON was written once, when its page came.
         start = dumps(head)[:-1]
+        join = b"".join
         for raw in cast(Sequence[RawItem], items):
             room = b""
             if batch.kind == "device":
                 room_id = batch.room_of(raw)
                 room = b',"roomId":' + (b"null" if room_id is None else dumps(room_id))
-            yield start + room + b',"data":' + raw.data + b"}\n"
+            yield join((start, room, b',"data":{', raw.members, b"}}\n"))
         return
     for node in batch.nodes():
         record = dict(head)

@@ -372,9 +372,7 @@ class Requester:
         try:
             try:
                 # The target carries its query already encoded: one URL parse.
-                request = session.http.build_request(
-                    method, session.base_url + target, **session.request_options
-                )
+                request = session.build_request(method, session.base_url + target)
                 context = request_secrets.set(self._log_context)
                 try:
                     with anyio.CancelScope(deadline=now + max(bound, 0.0)) as scope:

@@ -114,6 +114,7 @@ class Session:
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             self.request_options: dict[str, Any] = {}
+            self._timeouts = self.http.timeout.as_dict()
         else:
             self.http = http_client
             self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
@@ -131,6 +132,15 @@ class Session:
         self.stats = ClientStats()
         # None when no hook is set: the request path then builds no event.
         self.events = Emitter(on_event) if on_event is not None else None
+
+    def build_request(self, method: str, url: str) -> httpx2.Request:
+        """A request to `url` (absolute, query encoded) with the client's headers and timeout."""
+        if self.direct is None:
+            return self.http.build_request(method, url, **self.request_options)
+        # The client's headers and timeout, without merging cookies or params.
+        return httpx2.Request(
+            method, url, headers=self.http.headers, extensions={"timeout": self._timeouts}
+        )
 
     async def send(self, request: httpx2.Request, auth: httpx2.Auth) -> httpx2.Response:
         """Send `request`, signed by `auth`; the response's body is left to stream."""
