@@ -2,17 +2,20 @@
 
 Integration tests talk real HTTP over loopback to one sandbox served from a
 thread for the whole session; the `sandbox` fixture resets its faults and
-counters before each test.
+counters before each test. Modules of HTTP tests also run on each HTTP stack
+(`http_stack`): httpx2's own transport and `AiohttpTransport`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests import support
 from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox, SandboxUrls
 
 # Small enough to read fast, large enough that every collection spans pages
@@ -79,6 +82,23 @@ def urls(served_sandbox: tuple[Sandbox, SandboxUrls]) -> SandboxUrls:
     return served_sandbox[1]
 
 
+# -- HTTP stacks ----------------------------------------------------------------------
+# A module of HTTP tests opts in with ``pytestmark = pytest.mark.usefixtures("http_stack")``:
+# each of its tests then runs on httpx2's own transport and on AiohttpTransport,
+# which `support.make_client` (and `support.stack_transport()`) give the
+# clients. aiohttp runs on asyncio only: its variants are deselected on trio,
+# for sync tests (they send nothing through a client) and for tests marked
+# ``httpx2_only`` (an httpx2 client or MockTransport of their own).
+
+
+@pytest.fixture(params=["httpx2", pytest.param("aiohttp", marks=pytest.mark.asyncio_only)])
+def http_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP stack the test's clients send through, by name."""
+    name: str = request.param
+    monkeypatch.setattr(support, "HTTP_STACK", name)
+    return name
+
+
 # -- Redis ----------------------------------------------------------------------------
 # redis-py's asyncio client does not run on trio: tests that use Redis run on
 # asyncio only (their trio variants are deselected, not skipped). Without a
@@ -98,7 +118,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if uses_redis:
             item.add_marker(pytest.mark.redis)
-        if backend == "trio" and (uses_redis or item.get_closest_marker("asyncio_only")):
+        on_aiohttp = params is not None and params.params.get("http_stack") == "aiohttp"
+        sync = not inspect.iscoroutinefunction(getattr(item, "function", None))
+        if (backend == "trio" and (uses_redis or item.get_closest_marker("asyncio_only"))) or (
+            on_aiohttp and (sync or item.get_closest_marker("httpx2_only"))
+        ):
             deselected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)

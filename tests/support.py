@@ -24,6 +24,10 @@ CLIENT_ID = "sandbox-client"
 CLIENT_SECRET = "sandbox-secret"
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
+# The HTTP stack clients send through: "httpx2" (httpx2's own transport) or
+# "aiohttp" (AiohttpTransport); set by the `http_stack` fixture.
+HTTP_STACK = "httpx2"
+
 # Retries without the production waits, so fault tests stay fast.
 FAST_RETRY = RetryPolicy(
     attempts=4, timeout=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0
@@ -72,12 +76,27 @@ async def consent(url: str) -> str:
     return str(response.headers["location"])
 
 
+def stack_transport() -> httpx2.AsyncBaseTransport | None:
+    """A new transport of the test's HTTP stack (`HTTP_STACK`); None for httpx2's own."""
+    if HTTP_STACK == "aiohttp":
+        from wiser_async.transports import AiohttpTransport
+
+        return AiohttpTransport()
+    return None
+
+
 def make_client(
     oauth: WiserOAuth, urls: SandboxUrls, account: str = "acct", **options: Any
 ) -> AsyncWiserClient:
-    """A client of the sandbox at `urls`; `config=` replaces the default `ApiConfig`."""
+    """A client of the sandbox at `urls` on the test's HTTP stack.
+
+    `config=` replaces the default `ApiConfig`; `transport=` or `http_client=`
+    replaces the stack's transport.
+    """
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("config", ApiConfig(base_url=urls.api_base_url))
+    if "transport" not in options and "http_client" not in options:
+        options["transport"] = stack_transport()
     return AsyncWiserClient(oauth, account, **options)
 
 
@@ -202,7 +221,7 @@ class CountingTransport(httpx2.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx2.AsyncHTTPTransport()
+        self.inner = inner or stack_transport() or httpx2.AsyncHTTPTransport()
         self.started = 0
         self.open = 0
 

@@ -255,6 +255,7 @@ def test_config_show_takes_a_flag_over_the_environment_over_the_file_over_the_de
     assert rows["page_size"] == ("50", f"file {config}")
     assert rows["base_url"] == ("https://f.example/v1", f"file {config}")
     assert rows["devices_by"] == ("site", "default")
+    assert rows["http"] == ("httpx2", "default")
     assert rows["api.paths.locations"] == ("/locations", "default")
     assert result.stdout.startswith(f"configuration file: {config}\n")
     # WISER_CONFIG names the file as --config does.
@@ -279,6 +280,7 @@ def test_every_setting_has_its_variable(tmp_path: Path) -> None:
         "WISER_RATE": "2.5",
         "WISER_PAGE_SIZE": "20",
         "WISER_DEVICES_BY": "room",
+        "WISER_HTTP": "aiohttp",
     }
     result = run("config", "show", env=variables)
     rows = shown(result)
@@ -327,6 +329,7 @@ def test_secrets_come_from_files_named_in_the_config_and_are_never_shown(
         ('encryption_keys = "k"\n', ["encryption_keys cannot be written"]),
         ('concurrency = "4"\n', ["concurrency must be an integer"]),
         ('devices_by = "floor"\n', ["devices_by must be one of site, room"]),
+        ('http = "curl"\n', ["http must be one of httpx2, aiohttp, not 'curl'"]),
         ("[api.paths]\nsite_rooms = '/sites/{id}/rooms'\n", ["api.paths.site_rooms", "{site_id}"]),
         ("[api.pages]\npage_size = 900\n", ["api.pages", "page_size"]),
         ("concurrency = \n", ["is not valid TOML"]),

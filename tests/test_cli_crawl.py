@@ -204,6 +204,33 @@ def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> 
     assert_one_line_error(result, "--concurrency must be at least 1", "WISER_CONCURRENCY")
 
 
+def test_a_crawl_with_http_aiohttp_reads_what_httpx2_reads(
+    urls: SandboxUrls, store: str, tmp_path: Path
+) -> None:
+    on_httpx2, on_aiohttp = tmp_path / "httpx2.jsonl", tmp_path / "aiohttp.jsonl"
+    assert run(*crawl_args(urls, store, on_httpx2)).exit_code == 0
+    result = run(*crawl_args(urls, store, on_aiohttp, "--http", "aiohttp"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("Complete: nothing is missing.\n")
+    assert keys_of(on_aiohttp) == keys_of(on_httpx2)
+
+
+def test_http_aiohttp_without_the_extra_is_one_line_naming_it(
+    urls: SandboxUrls, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if httpx-aiohttp were not installed: importing the transport fails.
+    for missing in ("httpx_aiohttp", "httpx_aiohttp.httpx2"):
+        monkeypatch.setitem(sys.modules, missing, None)
+    for module in ("wiser_async.transports", "wiser_async._transport.aiohttp"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    output = tmp_path / "out.jsonl"
+    result = run(*crawl_args(urls, store, output), env={"WISER_HTTP": "aiohttp"})
+    assert_one_line_error(
+        result, "--http aiohttp (from WISER_HTTP) needs the aiohttp extra", "wiser-async[aiohttp]"
+    )
+    assert not output.exists()
+
+
 @pytest.fixture
 def fast_retries() -> Iterator[None]:
     stamina.set_testing(True, attempts=2)

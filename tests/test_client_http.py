@@ -21,6 +21,9 @@ from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
 from .conftest import SPEC
 
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
+
 CODEC = Codec()
 
 
@@ -156,6 +159,7 @@ async def test_ids_are_url_quoted_into_paths(client: AsyncWiserClient, sandbox: 
     assert caught.value.path == "/sites/a%20b%3Fc%23%25"
 
 
+@pytest.mark.httpx2_only  # the borrowed client is httpx2's own
 async def test_borrowed_http_client_is_used_and_left_open(
     sandbox: Sandbox, urls: SandboxUrls
 ) -> None:

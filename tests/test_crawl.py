@@ -19,6 +19,9 @@ from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox, SandboxUrls
 
 from .conftest import SPEC
 
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
+
 Key = tuple[str, str, str]  # (account, kind, id)
 
 
@@ -429,6 +432,7 @@ def page_of(
     return httpx2.Response(200, json={"data": served, "meta": meta})
 
 
+@pytest.mark.httpx2_only  # in process (a MockTransport): no HTTP stack to vary
 @pytest.mark.parametrize("echo", [True, False])
 async def test_a_server_serving_fewer_items_than_asked_loses_none(echo: bool) -> None:
     locations = [{"id": f"loc-{index}"} for index in range(250)]
@@ -447,6 +451,7 @@ async def test_a_server_serving_fewer_items_than_asked_loses_none(echo: bool) ->
     )
 
 
+@pytest.mark.httpx2_only  # in process (a MockTransport): no HTTP stack to vary
 async def test_a_page_shorter_than_its_share_is_completed() -> None:
     sites = [{"id": f"site-{index}"} for index in range(30)]
     short_once = {"done": False}
@@ -472,6 +477,7 @@ async def test_a_page_shorter_than_its_share_is_completed() -> None:
     assert len(found) == len(set(found))  # and no item twice
 
 
+@pytest.mark.httpx2_only  # in process (a MockTransport): no HTTP stack to vary
 async def test_devices_read_by_room_stay_in_that_room_even_without_room_id() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         path = request.url.path
@@ -495,6 +501,7 @@ async def test_devices_read_by_room_stay_in_that_room_even_without_room_id() -> 
     assert [device.id for device in site.devices] == ["meter"]
 
 
+@pytest.mark.httpx2_only  # in process (a MockTransport): no HTTP stack to vary
 async def test_a_token_endpoint_outage_fails_parts_not_the_account() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/token":

@@ -31,6 +31,9 @@ from wiser_async.errors import (
 )
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
+
 
 @attrs.define
 class Session:
@@ -104,6 +107,7 @@ async def test_401_after_a_refresh_that_fails_requires_authorization(
     assert sandbox.stats.responses_by_status == {401: 1}
 
 
+@pytest.mark.httpx2_only  # in process: a borrowed httpx2 client on a MockTransport
 async def test_401_twice_fails_as_authorization_required_naming_the_path() -> None:
     """The API refuses even a freshly refreshed token: one refresh, one retry, then fail."""
     token_calls = 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import issue, make_client, make_oauth
+from tests.support import issue, make_client, make_oauth, stack_transport
 from token_stores import (
     CorruptTokenData,
     FileTokenStore,
@@ -37,6 +37,9 @@ from wiser_async.errors import (
     UnexpectedRedirect,
 )
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
+
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 NO_RETRY = RetryPolicy(attempts=1)
 
@@ -242,7 +245,9 @@ async def test_a_deep_error_body_gives_a_readable_api_error(
     await issue(sandbox, store, "acct")
     async with (
         make_oauth(urls, store) as oauth,
-        AsyncWiserClient(oauth, "acct", config=ApiConfig(base_url=misbehaving)) as client,
+        AsyncWiserClient(
+            oauth, "acct", config=ApiConfig(base_url=misbehaving), transport=stack_transport()
+        ) as client,
     ):
         with pytest.raises(Forbidden, match="HTTP 403"):
             await client.locations.page()

@@ -38,6 +38,9 @@ from wiser_async.errors import RateLimited, ServerError
 from wiser_async.integrations.opentelemetry import OpenTelemetryHook
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
+
 # Enough retries for every 503 and 429 of a test, without the budget running dry.
 RETRY = attrs.evolve(FAST_RETRY, budget_burst=1000.0)
 

@@ -15,7 +15,7 @@ import anyio
 import attrs
 import pytest
 
-from tests.support import issue, make_client, make_oauth
+from tests.support import issue, make_client, make_oauth, stack_transport
 from token_stores import MemoryTokenStore
 from wiser_async import (
     ApiConfig,
@@ -31,6 +31,9 @@ from wiser_async.errors import CrawlOutputError
 from wiser_async.sandbox import Faults, Sandbox, SandboxUrls
 
 from .conftest import SPEC
+
+# Every test runs on each HTTP stack (see conftest.py).
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 TOTAL_NODES = SPEC.locations * (
     1 + SPEC.sites_per_location * (1 + SPEC.rooms_per_site + SPEC.devices_per_site)
@@ -382,7 +385,12 @@ async def test_a_resume_against_another_api_is_refused(
     store = MemoryTokenStore()
     async with (
         make_oauth(urls, store) as oauth,
-        AsyncWiserClient(oauth, "acct", config=ApiConfig(base_url=urls.origin + "/v2")) as other,
+        AsyncWiserClient(
+            oauth,
+            "acct",
+            config=ApiConfig(base_url=urls.origin + "/v2"),
+            transport=stack_transport(),
+        ) as other,
     ):
         with pytest.raises(CrawlOutputError, match="source"):
             await crawl_to_jsonl(other, output, resume=True, page_size=5)

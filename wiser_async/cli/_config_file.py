@@ -8,6 +8,7 @@
     client_secret_file = "secret.txt"      # relative to this file's directory
     store = "file:tokens"
     concurrency = 8
+    http = "aiohttp"                       # httpx2 (default) or aiohttp
 
     [api.paths]
     site_devices = "/sites/{site_id}/equipment"
@@ -38,10 +39,18 @@ import attrs
 from .. import Address, Device, Location, PageFormat, Paths, Room, Site
 from ._errors import CliError
 
-__all__ = ["ALIASED_MODELS", "AUTH_METHODS", "DEVICES_BY", "ConfigFile", "read_config_file"]
+__all__ = [
+    "ALIASED_MODELS",
+    "AUTH_METHODS",
+    "DEVICES_BY",
+    "HTTP_STACKS",
+    "ConfigFile",
+    "read_config_file",
+]
 
 AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
 DEVICES_BY: Final = ("site", "room")
+HTTP_STACKS: Final = ("httpx2", "aiohttp")
 ALIASED_MODELS: Final[dict[str, type]] = {
     cls.__name__: cls for cls in (Location, Address, Site, Room, Device)
 }
@@ -56,6 +65,7 @@ _STRINGS = (
     "store",
     "auth_method",
     "devices_by",
+    "http",
 )
 _PATHS = ("client_secret_file", "encryption_keys_file")
 _INTEGERS = ("concurrency", "page_size")
@@ -66,7 +76,7 @@ _INLINE_SECRETS = {
     "client_secret": ("client_secret_file", "WISER_CLIENT_SECRET"),
     "encryption_keys": ("encryption_keys_file", "WISER_TOKEN_KEYS"),
 }
-_CHOICES = {"auth_method": AUTH_METHODS, "devices_by": DEVICES_BY}
+_CHOICES = {"auth_method": AUTH_METHODS, "devices_by": DEVICES_BY, "http": HTTP_STACKS}
 _PAGE_INTEGERS = ("page_size", "max_page_size")
 
 

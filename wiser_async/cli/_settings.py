@@ -24,7 +24,7 @@ import click
 from click.core import ParameterSource
 
 from .. import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, ApiConfig
-from ._config_file import AUTH_METHODS, DEVICES_BY, ConfigFile, read_config_file
+from ._config_file import AUTH_METHODS, DEVICES_BY, HTTP_STACKS, ConfigFile, read_config_file
 from ._errors import CliError, redact_store_spec
 
 __all__ = [
@@ -82,6 +82,8 @@ class Settings:
         rate: Requests per second at most (None: no limit).
         page_size: Items per page in a crawl (None: the API's largest page).
         devices_by: Read devices by ``site`` or by ``room``.
+        http: What sends the requests: ``httpx2`` (its own transport) or
+            ``aiohttp`` (`AiohttpTransport`, the ``aiohttp`` extra).
         api: Paths, paging and field names (``[api.*]`` of the file), and `base_url`.
         config_file: The configuration file read, if any.
         sources: Where each setting came from, by name (``api.*`` keys dotted).
@@ -101,6 +103,7 @@ class Settings:
     rate: float | None = None
     page_size: int | None = None
     devices_by: Literal["site", "room"] = "site"
+    http: Literal["httpx2", "aiohttp"] = "httpx2"
     api: ApiConfig = attrs.field(factory=ApiConfig)
     config_file: Path | None = None
     sources: Mapping[str, Source] = attrs.field(factory=dict)
@@ -172,6 +175,7 @@ def _settings_table() -> dict[str, _Setting]:
         ("rate", "--rate", "Requests per second at most."),
         ("page_size", "--page-size", "Items per page (at most api.pages.max_page_size)."),
         ("devices_by", "--devices-by", "Read devices by site or by room."),
+        ("http", "--http", "HTTP stack: httpx2, or aiohttp (asyncio; the aiohttp extra)."),
     ]
     table: dict[str, _Setting] = {}
     for name, flag, help_text in rows:
@@ -232,6 +236,8 @@ def _click_option(setting: _Setting) -> Callable[[F], F]:
         options["type"] = click.Choice(AUTH_METHODS)
     elif name == "devices_by":
         options["type"] = click.Choice(DEVICES_BY)
+    elif name == "http":
+        options["type"] = click.Choice(HTTP_STACKS)
     elif name == "scope":
         options.update(multiple=True, default=())
     return click.option(setting.flag, setting.param, **options)
@@ -259,6 +265,7 @@ CRAWL_SETTINGS: Final = (
     "rate",
     "page_size",
     "devices_by",
+    "http",
 )
 """The settings of a command that crawls (`crawl`, `queue worker`)."""
 

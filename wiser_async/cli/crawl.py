@@ -31,7 +31,7 @@ from .. import (
     crawl_to_jsonl,
 )
 from .._crawl import RETRY_LATER_KINDS
-from ._clients import crawling_client
+from ._clients import crawling_client, http_transport
 from ._errors import CliError, on_interrupt, reported, warn
 from ._progress import CrawlProgress
 from ._sandboxes import (
@@ -296,6 +296,7 @@ async def _run(job: CrawlJob, source: _Source) -> CrawlOutcome:
         accounts = list(job.accounts) or await store.keys()
         if not accounts:
             raise CliError("no account given (-a ACCOUNT) and none in the store")
+        transport = http_transport(settings)
         async with crawling_client(
             store=store,
             client_id=source.client_id,
@@ -306,6 +307,7 @@ async def _run(job: CrawlJob, source: _Source) -> CrawlOutcome:
             account=accounts[0],
             concurrency=settings.concurrency,
             rate=settings.rate,
+            transport=transport,
         ) as client:
             with CrawlProgress() as progress:
                 if job.jsonl:

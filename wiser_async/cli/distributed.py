@@ -31,7 +31,7 @@ from .._distributed import (
     queue_status,
     run_worker,
 )
-from ._clients import crawling_client
+from ._clients import crawling_client, http_transport
 from ._errors import CliError, on_interrupt, redact_store_spec, reported
 from ._settings import CRAWL_SETTINGS, Settings, with_settings
 from ._stores import open_token_store
@@ -260,6 +260,7 @@ def queue_worker(
                     account=account,
                     concurrency=settings.concurrency,
                     rate=rate,
+                    transport=http_transport(settings),
                 ) as client:
                     return await run_worker(
                         client,
