@@ -75,6 +75,33 @@ def _git() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+# Distributions whose versions the figures depend on, as pip names them.
+VERSIONED = (
+    "wiser-async",
+    "httpx2",
+    "httpcore2",
+    "aiohttp",
+    "httpx-aiohttp",
+    "orjson",
+    "anyio",
+    "attrs",
+    "cattrs",
+    "uvloop",
+)
+NOT_INSTALLED = "not installed"
+
+
+def _versions() -> dict[str, str]:
+    """Python, the platform, and the installed version of each of `VERSIONED`."""
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = NOT_INSTALLED
+    return found
+
+
 def _machine() -> dict[str, Any]:
     try:
         library = version("wiser-async")
@@ -200,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finished_at": finished.isoformat(timespec="seconds"),
         "duration_s": (finished - started).total_seconds(),
         "options": {"only": args.only, "repeat": args.repeat, "quick": args.quick},
+        "versions": _versions(),
         "machine": machine,
         "git": _git(),
         "pass": all(entry["pass"] for entry in results),

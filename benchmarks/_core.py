@@ -193,6 +193,8 @@ REGISTRY: dict[str, Benchmark] = {}
 
 MODULES = (
     "benchmarks.crawl",
+    "benchmarks.page",
+    "benchmarks.decode",
     "benchmarks.stream",
     "benchmarks.tokens",
     "benchmarks.hostile",

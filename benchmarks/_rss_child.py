@@ -3,12 +3,15 @@
 ::
 
     python -m benchmarks._rss_child crawl|setup --api-base-url URL --token-url URL --output FILE
+        [--transport httpx2|aiohttp]
 
 reads the token response on stdin (never on the command line, where ``ps``
 shows it) and prints one JSON line: ``peak_rss_kb`` (see `peak_rss_kb`),
 ``ru_maxrss_kb``, and for a crawl its duration, devices, requests and
 failures. ``setup`` imports the same modules and sets up the same client
-but crawls nothing: the memory baseline.
+but crawls nothing: the memory baseline. ``--transport aiohttp`` sends
+through `wiser_async.transports.AiohttpTransport` (imported only then, so
+the httpx2 child holds no aiohttp).
 """
 
 from __future__ import annotations
@@ -58,7 +61,12 @@ def peak_rss_kb() -> int:
 
 
 async def _run(args: argparse.Namespace, token: dict[str, Any]) -> dict[str, Any]:
-    async with open_client(args.api_base_url, args.token_url, token) as client:
+    options: dict[str, Any] = {}
+    if args.transport == "aiohttp":
+        from wiser_async.transports import AiohttpTransport
+
+        options["transport"] = AiohttpTransport()
+    async with open_client(args.api_base_url, args.token_url, token, **options) as client:
         if args.mode == "setup":
             return {"mode": "setup"}
         started = time.perf_counter()
@@ -82,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-base-url", required=True)
     parser.add_argument("--token-url", required=True)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--transport", choices=["httpx2", "aiohttp"], default="httpx2")
     args = parser.parse_args(argv)
     token = json.loads(sys.stdin.read())
     report = anyio.run(partial(_run, args, token), backend="asyncio")

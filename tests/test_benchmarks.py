@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ TARGET_KEYS = {"name", "value", "bound", "ratio", "limit", "unit", "stretch", "p
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
-    # About 10 s on 2 cores; the bound leaves room for a loaded machine.
+    # About 30 s on 2 cores; the bound leaves room for a loaded machine.
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(tmp_path)],
         cwd=ROOT,
@@ -49,3 +50,138 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
     text = json.dumps(report) + completed.stdout + completed.stderr
     assert "sandbox-secret" not in text
     assert "access_token" not in text
+
+
+VERSION_KEYS = {
+    "python",
+    "platform",
+    "wiser-async",
+    "httpx2",
+    "httpcore2",
+    "aiohttp",
+    "httpx-aiohttp",
+    "orjson",
+    "anyio",
+    "attrs",
+    "cattrs",
+    "uvloop",
+}
+BREAKDOWN_KEYS = {
+    "makespan_s",
+    "bound_s",
+    "excess_s",
+    "excess_from_overhead_s",
+    "excess_from_idle_s",
+    "ramp_s",
+    "tail_s",
+    "mean_in_flight",
+    "idle_slot_s",
+    "ramp_idle_slot_s",
+    "steady_idle_slot_s",
+    "tail_idle_slot_s",
+    "request_ms",
+    "overhead_ms",
+    "start_gap_ms",
+}
+STATS_KEYS = {"median", "min", "max", "runs"}
+# What each benchmark's JSON must hold under --quick: figure keys, target count.
+EXPECTED: dict[str, tuple[set[str], int]] = {
+    "page": (
+        {
+            "us_per_request",
+            "library_over_bare",
+            "library_aiohttp_over_bare",
+            "bare_aiohttp_over_bare",
+            "library_aiohttp_over_bare_aiohttp",
+            "pairwise_ratio",
+            "sandbox_cpu_us_per_request",
+        },
+        2,
+    ),
+    "decode": ({"Location", "Address", "Site", "Room", "Device", "page_parse"}, 5),
+    "cpu_per_request": (
+        {
+            "library_us_per_request",
+            "walk_us_per_request",
+            "bare_us_per_request",
+            "jsonl_us_per_request",
+            "jsonl_aiohttp_us_per_request",
+            "crawl_aiohttp_us_per_request",
+            "jsonl_over_bare",
+            "jsonl_aiohttp_over_bare",
+            "crawl_aiohttp_over_bare",
+        },
+        5,
+    ),
+    "makespan": (
+        {
+            "makespan_over_bound",
+            "aiohttp_makespan_s",
+            "aiohttp_over_bound",
+            "pairwise_over_bare",
+            "breakdown",
+            "aiohttp_breakdown",
+            "bare_breakdown",
+        },
+        6,
+    ),
+    "stream_rss": ({"peak_rss_mb", "aiohttp_peak_rss_mb", "aiohttp_baseline_rss_mb"}, 2),
+}
+
+
+def _quick_run(name: str, output: Path) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", name, "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report: dict[str, Any] = json.loads((output / "latest.json").read_text())
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_quick_run_of_each_new_benchmark(name: str, tmp_path: Path) -> None:
+    # A few seconds each: one sandbox process and one run of each label.
+    report = _quick_run(name, tmp_path)
+    assert set(report["versions"]) == VERSION_KEYS
+    assert all(isinstance(value, str) and value for value in report["versions"].values())
+    (entry,) = report["benchmarks"]
+    assert entry["name"] == name
+    assert entry["error"] is None, entry
+    keys, targets = EXPECTED[name]
+    assert keys <= set(entry["figures"]), keys - set(entry["figures"])
+    assert len(entry["targets"]) == targets, [t["name"] for t in entry["targets"]]
+    for target in entry["targets"]:
+        assert set(target) == TARGET_KEYS, target
+        assert target["pass"] is (target["ratio"] <= target["limit"])
+    figures = entry["figures"]
+    if name == "page":
+        assert set(figures["us_per_request"]) == {
+            "bare",
+            "bare_aiohttp",
+            "library",
+            "library_aiohttp",
+        }
+    elif name == "decode":
+        for model in ("Location", "Address", "Site", "Room", "Device"):
+            assert set(figures[model]["us_per_item"]) == {"library", "fast", "cattrs", "floor"}
+        assert set(figures["page_parse"]) >= {"json_ms", "orjson_ms", "body_bytes"}
+    elif name == "makespan":
+        for key in ("breakdown", "aiohttp_breakdown", "bare_breakdown"):
+            assert set(figures[key]) >= BREAKDOWN_KEYS, key
+            assert set(figures[key]["excess_s"]) == STATS_KEYS
+            # The excess over the bound splits into the requests' overhead and idle slots.
+            parts = figures[key]
+            for excess, overhead, idle in zip(
+                parts["excess_s"]["runs"],
+                parts["excess_from_overhead_s"]["runs"],
+                parts["excess_from_idle_s"]["runs"],
+                strict=True,
+            ):
+                assert excess == pytest.approx(overhead + idle)

@@ -1,0 +1,244 @@
+"""`page`: CPU per request of fetching one 100-device page, on each HTTP stack.
+
+The same pages (``/sites/{id}/devices``, 100 devices each) are fetched many
+times, 16 in flight, at latency 0, four ways, interleaved ABCD DCBA:
+
+- ``bare``: a bare httpx2 loop, ``response.json()`` on each answer;
+- ``bare_aiohttp``: the same loop on httpx-aiohttp's ``AiohttpTransport``;
+- ``library``: ``client.devices.of_site(id).page(limit=100)``, the library's
+  default stack (its own httpx2 client);
+- ``library_aiohttp``: the same with ``transport=AiohttpTransport()``.
+
+Each client sends one untimed round of 16 requests first (connections
+opened, the token read); the results are dropped as they come on every side.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from typing import Any
+
+import anyio
+import httpx2
+from httpx_aiohttp.httpx2 import AiohttpTransport as BareAiohttpTransport
+
+from wiser_async import AsyncWiserClient
+from wiser_async.sandbox import PortfolioSpec, SandboxProcess, SandboxUrls
+from wiser_async.transports import AiohttpTransport
+
+from ._client import MAX_IN_FLIGHT, open_client
+from ._core import BenchmarkError, Context, Result, alternate, register, result, summarize, target
+from ._sandbox import cpu_seconds, describe
+from ._timeline import TimedTransport
+
+__all__ = ["PAGE", "page"]
+
+PAGE = PortfolioSpec(locations=1, sites_per_location=20, rooms_per_site=4, devices_per_site=100)
+"""20 sites of 100 devices: 20 distinct pages, fetched in turn."""
+LIMIT = 100
+REQUESTS = 2000
+QUICK_REQUESTS = 64
+LABELS = ("bare", "bare_aiohttp", "library", "library_aiohttp")
+_TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
+_LIMITS = httpx2.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+
+
+async def _fan_out(count: int, fetch: Callable[[int], Awaitable[None]]) -> None:
+    """``fetch(0)`` ... ``fetch(count - 1)``, 16 at a time, each worker taking the next."""
+    pending: Iterator[int] = iter(range(count))
+
+    async def worker() -> None:
+        for i in pending:
+            await fetch(i)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(MAX_IN_FLIGHT):
+            tg.start_soon(worker)
+
+
+async def _measure(count: int, fetch: Callable[[int], Awaitable[None]]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``count`` fetches after an untimed round of 16."""
+    await _fan_out(MAX_IN_FLIGHT, fetch)
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    await _fan_out(count, fetch)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def _discover(urls: SandboxUrls, token: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The sites to read, and the URL the library sends for each one's page (recorded)."""
+    recorder = TimedTransport(httpx2.AsyncHTTPTransport(limits=_LIMITS))
+    async with open_client(urls.api_base_url, urls.token_url, token, transport=recorder) as client:
+        sites = [
+            site.id
+            for location in await client.locations.list()
+            for site in await client.sites.list(location.id)
+        ]
+        recorder.clear()
+        for site in sites:
+            await client.devices.of_site(site).page(limit=LIMIT)
+    return sites, list(recorder.urls)
+
+
+async def _library(
+    urls: SandboxUrls, token: dict[str, Any], sites: list[str], count: int, *, aiohttp: bool
+) -> tuple[float, float]:
+    options: dict[str, Any] = {"transport": AiohttpTransport()} if aiohttp else {}
+    async with open_client(urls.api_base_url, urls.token_url, token, **options) as client:
+        wrong: list[int] = []
+
+        async def fetch(i: int) -> None:
+            got = await _page_of(client, sites[i % len(sites)])
+            if got != LIMIT:
+                wrong.append(got)
+
+        measured = await _measure(count, fetch)
+    if wrong:
+        raise BenchmarkError(f"{len(wrong)} pages held other than {LIMIT} devices: {wrong[0]}")
+    return measured
+
+
+async def _page_of(client: AsyncWiserClient, site: str) -> int:
+    """One page of a site's devices, through the public API: how many it held."""
+    page = await client.devices.of_site(site).page(limit=LIMIT)
+    return len(page.items)
+
+
+async def _bare(
+    targets: list[str], access_token: str, count: int, *, aiohttp: bool
+) -> tuple[float, float]:
+    transport = BareAiohttpTransport(limits=_LIMITS) if aiohttp else None
+    failed: list[str] = []
+    async with httpx2.AsyncClient(
+        limits=_LIMITS,
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=_TIMEOUT,
+        transport=transport,
+    ) as http:
+
+        async def fetch(i: int) -> None:
+            response = await http.get(targets[i % len(targets)])
+            if response.status_code != 200:
+                failed.append(f"{response.status_code} {response.url}")
+                return
+            response.json()
+
+        measured = await _measure(count, fetch)
+    if failed:
+        raise BenchmarkError(f"the bare loop got {len(failed)} non-200 answers, first: {failed[0]}")
+    return measured
+
+
+def _run(
+    label: str,
+    process: SandboxProcess,
+    token: dict[str, Any],
+    sites: list[str],
+    targets: list[str],
+    count: int,
+) -> tuple[float, float, float | None]:
+    """Wall seconds, CPU seconds of this process and of the sandbox, for one labelled run."""
+    aiohttp = label.endswith("aiohttp")
+    workload: Callable[[], Awaitable[tuple[float, float]]]
+    if label.startswith("library"):
+        workload = partial(_library, process.urls, token, sites, count, aiohttp=aiohttp)
+    else:
+        workload = partial(_bare, targets, token["access_token"], count, aiohttp=aiohttp)
+    process.reset_stats()
+    before = cpu_seconds(process.pid)
+    wall, cpu = anyio.run(workload, backend="asyncio")
+    after = cpu_seconds(process.pid)
+    sent = process.stats().requests
+    if sent != count + MAX_IN_FLIGHT:
+        raise BenchmarkError(
+            f"the sandbox saw {sent} requests of the {label} run, {count + MAX_IN_FLIGHT} sent"
+        )
+    return wall, cpu, None if before is None or after is None else after - before
+
+
+@register(
+    "page",
+    repeat=5,
+    description="CPU per request of a 100-device page, 16 in flight, latency 0: the library"
+    " on httpx2 and on aiohttp vs bare httpx2 loops on each",
+)
+def page(ctx: Context) -> Result:
+    """The client's cost of one typed page against plain httpx2 + ``response.json()``."""
+    process = ctx.sandbox(PAGE, latency=0.0)
+    token = process.issue_token("default")
+    sites, targets = anyio.run(partial(_discover, process.urls, token), backend="asyncio")
+    if len(targets) != len(sites) or not sites:
+        raise BenchmarkError(f"{len(targets)} page URLs recorded for {len(sites)} sites")
+    count = QUICK_REQUESTS if ctx.quick else REQUESTS
+    cpu: dict[str, list[float]] = {label: [] for label in LABELS}
+    wall: dict[str, list[float]] = {label: [] for label in LABELS}
+    server: dict[str, list[float]] = {label: [] for label in LABELS}
+    for repetition, label in alternate(ctx.repeat, *LABELS):
+        seconds, used, sandbox = _run(label, process, token, sites, targets, count)
+        cpu[label].append(1e6 * used / count)
+        wall[label].append(seconds)
+        if sandbox is not None:
+            server[label].append(1e6 * sandbox / (count + MAX_IN_FLIGHT))
+        ctx.log(
+            f"  {label} {repetition + 1}/{ctx.repeat}: {cpu[label][-1]:.0f} us/request CPU,"
+            f" {seconds:.2f} s wall"
+        )
+    median = {label: statistics.median(values) for label, values in cpu.items()}
+    bare = median["bare"]
+
+    def pairwise(label: str, baseline: str = "bare") -> dict[str, Any]:
+        return summarize([a / b for a, b in zip(cpu[label], cpu[baseline], strict=True)])
+
+    how = f"medians of {ctx.repeat}" if ctx.repeat > 1 else "1 run each"
+    return result(
+        "page",
+        figures={
+            "portfolio": {"sites": len(sites), "devices_per_page": LIMIT},
+            "requests_per_run": count,
+            "max_in_flight": MAX_IN_FLIGHT,
+            "us_per_request": {label: summarize(values) for label, values in cpu.items()},
+            "library_over_bare": median["library"] / bare,
+            "library_aiohttp_over_bare": median["library_aiohttp"] / bare,
+            "bare_aiohttp_over_bare": median["bare_aiohttp"] / bare,
+            "library_aiohttp_over_bare_aiohttp": median["library_aiohttp"] / median["bare_aiohttp"],
+            "pairwise_ratio": {
+                "library_over_bare": pairwise("library"),
+                "library_aiohttp_over_bare": pairwise("library_aiohttp"),
+                "library_aiohttp_over_bare_aiohttp": pairwise("library_aiohttp", "bare_aiohttp"),
+            },
+            "wall_s": {label: summarize(values) for label, values in wall.items()},
+            "sandbox_cpu_us_per_request": {
+                label: summarize(values) if values else None for label, values in server.items()
+            },
+        },
+        targets=[
+            target(
+                f"library page CPU/request vs bare httpx2 ({how})",
+                median["library"],
+                bare,
+                limit=1.05,
+                unit="us",
+            ),
+            target(
+                f"library on aiohttp vs bare httpx2 ({how})",
+                median["library_aiohttp"],
+                bare,
+                limit=0.6,
+                unit="us",
+            ),
+        ],
+        notes=[
+            f"{describe(PAGE)}; {count:,} requests per run of one {LIMIT}-device page each"
+            f" (the {len(sites)} sites in turn), after an untimed round of {MAX_IN_FLIGHT};"
+            f" CPU us/request: "
+            + ", ".join(f"{label} {median[label]:.0f}" for label in LABELS)
+            + f"; library on aiohttp is {median['library_aiohttp'] / median['bare_aiohttp']:.2f}"
+            " x the bare aiohttp loop",
+            "CPU of this process only (time.process_time); runs interleaved ABCD DCBA;"
+            " results dropped as they come on every side",
+        ],
+    )
