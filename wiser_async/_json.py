@@ -88,18 +88,24 @@ else:
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True if `value` (decoded JSON) nests more than `limit` levels of arrays and objects.
 
-    Iterative, so it cannot itself run out of stack.
+    Level by level, iteratively, so it cannot itself run out of stack; each
+    level's values are gathered by C loops (`list.extend`), not one by one.
     """
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if type(item) is dict:
-            children: Any = item.values()
-        elif type(item) is list:
-            children = item
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+    level: list[Any] = [value]
+    depth = 0
+    while True:
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                if depth >= limit:
+                    return True
+                below.extend(item.values())
+            elif kind is list:
+                if depth >= limit:
+                    return True
+                below.extend(item)
+        if not below:
+            return False
+        level = below
+        depth += 1

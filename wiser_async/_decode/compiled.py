@@ -197,6 +197,19 @@ def compile_structure(
         if (scalar := scalar_of(kind)) is not None:
             type_name, hook_name = f"T{index}", f"H{index}"
             names[type_name], names[hook_name] = scalar
+            if scalar[0] is datetime:
+                # The hook's own work, inline: a timestamp is a string on the wire.
+                names["FROMISO"], names["UTC"] = datetime.fromisoformat, UTC
+                lines.append(f"    if type({value}) is str:")
+                lines.append(f"        {value} = FROMISO({value})")
+                lines.append(
+                    f"        if {value}.tzinfo is None: {value} = {value}.replace(tzinfo=UTC)"
+                )
+                lines.append(
+                    f"    elif {check}type({value}) is not {type_name}: "
+                    f"{value} = {hook_name}({value}, {type_name})"
+                )
+                continue
             lines.append(
                 f"    if {check}type({value}) is not {type_name}: "
                 f"{value} = {hook_name}({value}, {type_name})"
