@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.asgi_server import serve_asgi
 from tests.support import issue, make_client, make_oauth, stack_transport
 from token_stores import (
     CorruptTokenData,
@@ -217,23 +215,8 @@ async def misbehaving_app(scope: dict[str, Any], receive: Any, send: Any) -> Non
 @pytest.fixture(scope="module")
 def misbehaving() -> Iterator[str]:
     """The origin of a loopback server playing `misbehaving_app`."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(misbehaving_app, log_config=None, lifespan="off", interface="asgi3")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the misbehaving server did not start")
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_asgi(misbehaving_app) as origin:
+        yield origin
 
 
 async def test_a_deep_error_body_gives_a_readable_api_error(

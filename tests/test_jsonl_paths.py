@@ -22,6 +22,7 @@ from token_stores import MemoryTokenStore
 from wiser_async import (
     ApiConfig,
     Device,
+    JsonlCrawl,
     Location,
     Room,
     Site,
@@ -158,17 +159,23 @@ def bad_items() -> Iterator[str]:
         yield origin
 
 
+async def crawl_bad_items(
+    sandbox: Sandbox, urls: SandboxUrls, origin: str, output: Path, validate: Validation
+) -> JsonlCrawl:
+    store = MemoryTokenStore()
+    await issue(sandbox, store, "acct")
+    async with (
+        make_oauth(urls, store) as oauth,
+        make_client(oauth, urls, config=ApiConfig(base_url=origin)) as client,
+    ):
+        return await crawl_to_jsonl(client, output, validate=validate)
+
+
 async def test_an_item_without_a_usable_id_is_a_failure_never_a_record(
     sandbox: Sandbox, urls: SandboxUrls, bad_items: str, tmp_path: Path
 ) -> None:
-    store = MemoryTokenStore()
-    await issue(sandbox, store, "acct")
     output = tmp_path / "bad.jsonl"
-    async with (
-        make_oauth(urls, store) as oauth,
-        make_client(oauth, urls, config=ApiConfig(base_url=bad_items)) as client,
-    ):
-        crawled = await crawl_to_jsonl(client, output)
+    crawled = await crawl_bad_items(sandbox, urls, bad_items, output, "ids")
     written = [record for record in read_snapshot(output) if record["type"] != "failure"]
     locations = [record["data"] for record in written if record["type"] == "location"]
     # Kept as sent: the numeric id stays a number in data; the crawl used "42" in paths.
@@ -195,14 +202,8 @@ async def test_an_item_without_a_usable_id_is_a_failure_never_a_record(
 async def test_the_models_path_also_fails_fields_of_the_wrong_type(
     sandbox: Sandbox, urls: SandboxUrls, bad_items: str, tmp_path: Path
 ) -> None:
-    store = MemoryTokenStore()
-    await issue(sandbox, store, "acct")
     output = tmp_path / "bad.jsonl"
-    async with (
-        make_oauth(urls, store) as oauth,
-        make_client(oauth, urls, config=ApiConfig(base_url=bad_items)) as client,
-    ):
-        crawled = await crawl_to_jsonl(client, output, validate="models")
+    crawled = await crawl_bad_items(sandbox, urls, bad_items, output, "models")
     devices = [
         record["data"]["id"] for record in read_snapshot(output) if record["type"] == "device"
     ]
