@@ -417,9 +417,6 @@ class Requester:
             limiter.release()
         status = response.status_code
         if status < 300:
-            if limiter.statistics().tasks_waiting:
-                # The freed slot's next request goes out before this body is decoded.
-                await anyio.lowlevel.checkpoint()
             return content
         error = error_for_response(
             status,
