@@ -16,6 +16,7 @@ __all__ = ["OBJECTS_PER_ITEM", "parse_json", "read_body"]
 OBJECTS_PER_ITEM = 64
 # Bytes per JSON object in a page's body, beyond which its objects are counted.
 _BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
+_TOO_DEEP = "the body nests arrays or objects deeper than can be read"
 
 
 async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
@@ -66,9 +67,6 @@ def parse_json(content: bytes, method: str, target: str, *, objects: int | None 
         raise DecodeError(_not_json(exc, len(content)), method=method, path=target) from None
     except RecursionError:
         raise DecodeError(_TOO_DEEP, method=method, path=target) from None
-
-
-_TOO_DEEP = "the body nests arrays or objects deeper than can be read"
 
 
 def _not_json(error: JSONDecodeError, size: int) -> str:
