@@ -212,6 +212,59 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("redis-server did not start")
 
 
+class HoldingTransport(httpx2.AsyncBaseTransport):
+    """Holds the requests `hold` picks until `together` of them are out at once.
+
+    Proves concurrency without racing the machine's speed: a client that sends
+    `together` such requests before any is answered opens the gate, which
+    releases them and lets every later request through. Without that, each held
+    request goes on after `patience` seconds, counted in `released_by_patience`.
+    `peak` is the most requests held at once.
+    """
+
+    def __init__(
+        self,
+        hold: Callable[[httpx2.Request], bool],
+        together: int,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        patience: float = 10.0,
+    ) -> None:
+        self.inner = inner or stack_transport() or httpx2.AsyncHTTPTransport()
+        self.hold = hold
+        self.together = together
+        self.patience = patience
+        self.held = 0
+        self.peak = 0
+        self.released_by_patience = 0
+        self._gate: anyio.Event | None = None
+        self._opened = False
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not self._opened and self.hold(request):
+            await self._wait_at_gate()
+        return await self.inner.handle_async_request(request)
+
+    async def _wait_at_gate(self) -> None:
+        if self._gate is None:
+            self._gate = anyio.Event()
+        gate = self._gate
+        self.held += 1
+        self.peak = max(self.peak, self.held)
+        try:
+            if self.held >= self.together:
+                self._opened = True
+                gate.set()
+            with anyio.move_on_after(self.patience) as waited:
+                await gate.wait()
+            if waited.cancelled_caught:
+                self.released_by_patience += 1
+        finally:
+            self.held -= 1
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class CountingTransport(httpx2.AsyncBaseTransport):
     """An HTTP transport that counts what passes through it (for pass-through checks).
 

@@ -12,7 +12,15 @@ import attrs
 import httpx2
 import pytest
 
-from tests.support import FAST_RETRY, CountingTransport, issue, make_client, make_oauth, wait_until
+from tests.support import (
+    FAST_RETRY,
+    CountingTransport,
+    HoldingTransport,
+    issue,
+    make_client,
+    make_oauth,
+    wait_until,
+)
 from token_stores import MemoryTokenStore
 from wiser_async import AsyncWiserClient, CrawlResult, Failure, Node
 from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox, SandboxUrls
@@ -184,23 +192,34 @@ async def test_devices_by_room_reads_the_same_portfolio(
 async def test_in_flight_requests_never_exceed_the_client_limit(
     sandbox: Sandbox, urls: SandboxUrls
 ) -> None:
+    # Requests under the 12 sites wait until 4 are out at once: the limit is
+    # used to the full, and (latency keeping answers on the wire) never beyond.
     sandbox.faults = Faults(latency=0.02)
-    async with crawler(sandbox, urls, max_in_flight=4) as client:
+    under_sites = HoldingTransport(hold=lambda request: "/sites/" in request.url.path, together=4)
+    async with crawler(sandbox, urls, max_in_flight=4, transport=under_sites) as client:
         result = await client.crawl(page_size=4)
     assert result.complete
-    assert sandbox.stats.peak_in_flight == 4  # used to the full, never beyond
+    assert (under_sites.peak, under_sites.released_by_patience) == (4, 0)
+    assert sandbox.stats.peak_in_flight == 4
 
 
 async def test_pages_of_a_collection_with_a_total_are_fetched_concurrently() -> None:
+    # 12 pages of devices: once the first gives the total, the 11 after it go
+    # out together, 8 at once (the limit), before any of them is answered.
+    later_pages = HoldingTransport(
+        hold=lambda request: (
+            request.url.path.endswith("/devices") and request.url.params.get("offset", "0") != "0"
+        ),
+        together=8,
+    )
     for sandbox, urls in served(
-        PortfolioSpec(locations=1, sites_per_location=1, rooms_per_site=0, devices_per_site=60),
-        latency=0.05,
+        PortfolioSpec(locations=1, sites_per_location=1, rooms_per_site=0, devices_per_site=60)
     ):
-        async with crawler(sandbox, urls, max_in_flight=8) as client:
+        async with crawler(sandbox, urls, max_in_flight=8, transport=later_pages) as client:
             result = await client.crawl(page_size=5)
         assert result.stats.devices == 60
-        # 12 pages of devices: the 11 after the first go out together.
-        assert sandbox.stats.peak_in_flight == 8
+        assert sandbox.stats.requests_by_route["/sites/{siteId}/devices"] == 12
+        assert (later_pages.peak, later_pages.released_by_patience) == (8, 0)
 
 
 async def test_slow_consumer_slows_the_walk_instead_of_buffering(
