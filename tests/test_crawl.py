@@ -19,6 +19,7 @@ from tests.support import (
     issue,
     make_client,
     make_oauth,
+    stack_transport,
     wait_until,
 )
 from token_stores import MemoryTokenStore
@@ -187,6 +188,51 @@ async def test_devices_by_room_reads_the_same_portfolio(
     check_against_truth(list(result.nodes()), [], truth(sandbox, "acct", "default"))
     assert result.stats.devices == SPEC.locations * SPEC.sites_per_location * SPEC.devices_per_site
     assert sandbox.stats.requests_by_route["/rooms/{roomId}/devices"] > 0
+
+
+class SendLog(httpx2.AsyncBaseTransport):
+    """Notes in `log` each request as it reaches the HTTP stack; the first waits for `go`."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.inner = stack_transport() or httpx2.AsyncHTTPTransport()
+        self.log = log
+        self.go = anyio.Event()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.log.append(f"sent {request.url.path.rsplit('/', 2)[-2]}")
+        if len(self.log) == 1:
+            await self.go.wait()
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# trio runs a batch of woken tasks in an order it draws at random (by design),
+# so which of two ready tasks goes first is defined on asyncio only.
+@pytest.mark.asyncio_only
+async def test_a_freed_slot_sends_its_next_request_before_the_answer_is_decoded(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    first, second = [location["id"] for location in sandbox.portfolio_for().locations()][:2]
+    log: list[str] = []
+    transport = SendLog(log)
+    async with crawler(sandbox, urls, max_in_flight=1, transport=transport) as client:
+
+        async def read(location_id: str) -> None:
+            await client.sites.list(location_id)
+            log.append(f"decoded {location_id}")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read, first)
+            tg.start_soon(read, second)
+            # The first holds the one slot; the second waits for it.
+            await anyio.wait_all_tasks_blocked()
+            assert log == [f"sent {first}"]
+            transport.go.set()
+    # The second call goes out as soon as the first answer is in, before that
+    # answer is decoded, not after.
+    assert log == [f"sent {first}", f"sent {second}", f"decoded {first}", f"decoded {second}"]
 
 
 async def test_in_flight_requests_never_exceed_the_client_limit(

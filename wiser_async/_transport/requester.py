@@ -362,7 +362,11 @@ class Requester:
         try:
             limiter.acquire_nowait()
         except anyio.WouldBlock:
-            await limiter.acquire()
+            session.waiting += 1
+            try:
+                await limiter.acquire()
+            finally:
+                session.waiting -= 1
         # The whole attempt, headers and every byte of the body, ends by its
         # bound and by the call's deadline.
         now = anyio.current_time()
@@ -417,6 +421,11 @@ class Requester:
             limiter.release()
         status = response.status_code
         if status < 300:
+            if session.waiting:
+                # The task that took the freed slot sends before this body is
+                # parsed and decoded: when a wave of answers comes in at once,
+                # the next requests go out first, not after every decode.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             return content
         error = error_for_response(
             status,

@@ -120,6 +120,8 @@ class Session:
             self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
         self.max_in_flight = max_in_flight
         self.limiter = anyio.CapacityLimiter(max_in_flight)
+        # Tasks waiting for a slot of `limiter` (a count is cheaper than its statistics).
+        self.waiting = 0
         # A number paces this process; a shared limiter (RedisRateLimiter) every process.
         self.throttle: RateLimiter = (
             Throttle(rate_limit)
