@@ -256,6 +256,7 @@ def test_config_show_takes_a_flag_over_the_environment_over_the_file_over_the_de
     assert rows["base_url"] == ("https://f.example/v1", f"file {config}")
     assert rows["devices_by"] == ("site", "default")
     assert rows["http"] == ("httpx2", "default")
+    assert rows["validate"] == ("ids", "default")
     assert rows["api.paths.locations"] == ("/locations", "default")
     assert result.stdout.startswith(f"configuration file: {config}\n")
     # WISER_CONFIG names the file as --config does.
@@ -281,6 +282,7 @@ def test_every_setting_has_its_variable(tmp_path: Path) -> None:
         "WISER_PAGE_SIZE": "20",
         "WISER_DEVICES_BY": "room",
         "WISER_HTTP": "aiohttp",
+        "WISER_VALIDATE": "models",
     }
     result = run("config", "show", env=variables)
     rows = shown(result)
@@ -330,6 +332,7 @@ def test_secrets_come_from_files_named_in_the_config_and_are_never_shown(
         ('concurrency = "4"\n', ["concurrency must be an integer"]),
         ('devices_by = "floor"\n', ["devices_by must be one of site, room"]),
         ('http = "curl"\n', ["http must be one of httpx2, aiohttp, not 'curl'"]),
+        ('validate = "all"\n', ["validate must be one of ids, models, not 'all'"]),
         ("[api.paths]\nsite_rooms = '/sites/{id}/rooms'\n", ["api.paths.site_rooms", "{site_id}"]),
         ("[api.pages]\npage_size = 900\n", ["api.pages", "page_size"]),
         ("concurrency = \n", ["is not valid TOML"]),

@@ -215,6 +215,25 @@ def test_a_crawl_with_http_aiohttp_reads_what_httpx2_reads(
     assert keys_of(on_aiohttp) == keys_of(on_httpx2)
 
 
+def test_validate_models_writes_every_field_of_each_record_as_its_model_does(
+    urls: SandboxUrls, store: str, tmp_path: Path
+) -> None:
+    as_received, as_models = tmp_path / "ids.jsonl", tmp_path / "models.jsonl"
+    assert run(*crawl_args(urls, store, as_received)).exit_code == 0
+    result = run(*crawl_args(urls, store, as_models), env={"WISER_VALIDATE": "models"})
+    assert result.exit_code == 0, result.output
+    assert keys_of(as_models) == keys_of(as_received)
+
+    def in_every_device(path: Path) -> frozenset[str]:
+        fields = [frozenset(r["data"]) for r in read_snapshot(path) if r["type"] == "device"]
+        return frozenset.intersection(*fields)
+
+    # The sandbox leaves these out of some devices: kept out as received,
+    # written as null from the models.
+    left_out = {"firmwareVersion", "phases", "ratedCurrentA", "usage"}
+    assert left_out <= in_every_device(as_models) - in_every_device(as_received)
+
+
 def test_http_aiohttp_without_the_extra_is_one_line_naming_it(
     urls: SandboxUrls, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

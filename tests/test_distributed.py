@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 
 from tests.support import CLIENT_ID, CLIENT_SECRET, issue, make_client, make_oauth
 from token_stores import FileTokenStore, MemoryTokenStore, Token
-from wiser_async import crawl_to_jsonl, enqueue, merge, run_worker
+from wiser_async import crawl_to_jsonl, enqueue, merge, read_snapshot, run_worker
 from wiser_async._distributed import QueueKeys, queue_status
 from wiser_async.cli import main
 from wiser_async.sandbox import (
@@ -346,6 +346,38 @@ def test_workers_one_killed_one_late_merge_to_a_single_process_crawl(
     assert canonical(merged_path) == reference  # every item and failure, each once
     failures = [json.loads(line) for line in reference if json.loads(line)["type"] == "failure"]
     assert len(failures) == 2
+
+
+async def test_a_worker_passes_the_crawl_options_on_validate_models_among_them(
+    redis_url: str, queue_name: str, sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    from redis.asyncio import Redis
+
+    store = MemoryTokenStore()
+    await issue(sandbox, store, "acme")
+    async with (
+        Redis.from_url(redis_url) as client,
+        make_oauth(urls, store) as oauth,
+        make_client(oauth, urls, "acme") as wiser,
+    ):
+        await enqueue(client, queue=queue_name, accounts=["acme"])
+        run_ = await run_worker(
+            wiser,
+            client,
+            queue=queue_name,
+            output_dir=tmp_path,
+            worker="w",
+            poll=0.1,
+            validate="models",
+        )
+        as_received = await crawl_to_jsonl(wiser, tmp_path / "ids.jsonl", accounts=["acme"])
+    assert run_.finished["acme"].items == as_received.items
+    written = tmp_path / "w" / "acme.jsonl"
+    devices = [r["data"] for r in read_snapshot(written) if r["type"] == "device"]
+    # From the models, every device has every field; the sandbox leaves some out.
+    assert all("firmwareVersion" in data for data in devices)
+    received = [r["data"] for r in read_snapshot(tmp_path / "ids.jsonl") if r["type"] == "device"]
+    assert not all("firmwareVersion" in data for data in received)
 
 
 def test_merge_needs_every_finishers_file(

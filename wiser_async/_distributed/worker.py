@@ -32,7 +32,7 @@ import anyio.abc
 import attrs
 
 from .._crawl import DevicesBy
-from .._snapshot import JsonlCrawl, crawl_to_jsonl
+from .._snapshot import JsonlCrawl, Validation, crawl_to_jsonl
 from .queue import GROUP, QueueKeys, done_record, ensure_group, file_name, milliseconds, text
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ async def run_worker(
     page_size: int | None = None,
     timeout: float | None = None,
     source: str | None = None,
+    validate: Validation = "ids",
     on_account: Callable[[str, JsonlCrawl | None], None] | None = None,
 ) -> WorkerRun:
     """Crawl accounts off `queue` until every enqueued account is done.
@@ -275,8 +276,8 @@ async def run_worker(
         parallel: Accounts this worker crawls at once, sharing its client (and so
             its in-flight limit and rate): one account is a few round trips in
             a row, too few to keep a worker's requests in flight by itself.
-        devices_by, page_size, timeout, source: As for `crawl_to_jsonl` (the
-            timeout is per account).
+        devices_by, page_size, timeout, source, validate: As for `crawl_to_jsonl`
+            (the timeout is per account).
         on_account: Called with each account this worker stops working on,
             and its crawl (None when another worker recorded it first or took it over).
 
@@ -302,6 +303,7 @@ async def run_worker(
             "page_size": page_size,
             "timeout": timeout,
             "source": source,
+            "validate": validate,
         },
         on_account=on_account,
         run=WorkerRun(worker=name),

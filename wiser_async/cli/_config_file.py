@@ -9,6 +9,7 @@
     store = "file:tokens"
     concurrency = 8
     http = "aiohttp"                       # httpx2 (default) or aiohttp
+    validate = "models"                    # ids (default) or models: JSONL records
 
     [api.paths]
     site_devices = "/sites/{site_id}/equipment"
@@ -44,6 +45,7 @@ __all__ = [
     "AUTH_METHODS",
     "DEVICES_BY",
     "HTTP_STACKS",
+    "VALIDATIONS",
     "ConfigFile",
     "read_config_file",
 ]
@@ -51,6 +53,7 @@ __all__ = [
 AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
 DEVICES_BY: Final = ("site", "room")
 HTTP_STACKS: Final = ("httpx2", "aiohttp")
+VALIDATIONS: Final = ("ids", "models")
 ALIASED_MODELS: Final[dict[str, type]] = {
     cls.__name__: cls for cls in (Location, Address, Site, Room, Device)
 }
@@ -66,6 +69,7 @@ _STRINGS = (
     "auth_method",
     "devices_by",
     "http",
+    "validate",
 )
 _PATHS = ("client_secret_file", "encryption_keys_file")
 _INTEGERS = ("concurrency", "page_size")
@@ -76,7 +80,12 @@ _INLINE_SECRETS = {
     "client_secret": ("client_secret_file", "WISER_CLIENT_SECRET"),
     "encryption_keys": ("encryption_keys_file", "WISER_TOKEN_KEYS"),
 }
-_CHOICES = {"auth_method": AUTH_METHODS, "devices_by": DEVICES_BY, "http": HTTP_STACKS}
+_CHOICES = {
+    "auth_method": AUTH_METHODS,
+    "devices_by": DEVICES_BY,
+    "http": HTTP_STACKS,
+    "validate": VALIDATIONS,
+}
 _PAGE_INTEGERS = ("page_size", "max_page_size")
 
 

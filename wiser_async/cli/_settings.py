@@ -24,7 +24,14 @@ import click
 from click.core import ParameterSource
 
 from .. import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, ApiConfig
-from ._config_file import AUTH_METHODS, DEVICES_BY, HTTP_STACKS, ConfigFile, read_config_file
+from ._config_file import (
+    AUTH_METHODS,
+    DEVICES_BY,
+    HTTP_STACKS,
+    VALIDATIONS,
+    ConfigFile,
+    read_config_file,
+)
 from ._errors import CliError, redact_store_spec
 
 __all__ = [
@@ -84,6 +91,8 @@ class Settings:
         devices_by: Read devices by ``site`` or by ``room``.
         http: What sends the requests: ``httpx2`` (its own transport) or
             ``aiohttp`` (`AiohttpTransport`, the ``aiohttp`` extra).
+        validate: What a JSONL crawl checks of each item: ``ids`` (written as
+            received) or ``models`` (decoded into models and written from them).
         api: Paths, paging and field names (``[api.*]`` of the file), and `base_url`.
         config_file: The configuration file read, if any.
         sources: Where each setting came from, by name (``api.*`` keys dotted).
@@ -104,6 +113,7 @@ class Settings:
     page_size: int | None = None
     devices_by: Literal["site", "room"] = "site"
     http: Literal["httpx2", "aiohttp"] = "httpx2"
+    validate: Literal["ids", "models"] = "ids"
     api: ApiConfig = attrs.field(factory=ApiConfig)
     config_file: Path | None = None
     sources: Mapping[str, Source] = attrs.field(factory=dict)
@@ -176,6 +186,11 @@ def _settings_table() -> dict[str, _Setting]:
         ("page_size", "--page-size", "Items per page (at most api.pages.max_page_size)."),
         ("devices_by", "--devices-by", "Read devices by site or by room."),
         ("http", "--http", "HTTP stack: httpx2, or aiohttp (asyncio; the aiohttp extra)."),
+        (
+            "validate",
+            "--validate",
+            "JSONL records: ids (items as received, ids checked) or models (decoded).",
+        ),
     ]
     table: dict[str, _Setting] = {}
     for name, flag, help_text in rows:
@@ -238,6 +253,8 @@ def _click_option(setting: _Setting) -> Callable[[F], F]:
         options["type"] = click.Choice(DEVICES_BY)
     elif name == "http":
         options["type"] = click.Choice(HTTP_STACKS)
+    elif name == "validate":
+        options["type"] = click.Choice(VALIDATIONS)
     elif name == "scope":
         options.update(multiple=True, default=())
     return click.option(setting.flag, setting.param, **options)
@@ -266,6 +283,7 @@ CRAWL_SETTINGS: Final = (
     "page_size",
     "devices_by",
     "http",
+    "validate",
 )
 """The settings of a command that crawls (`crawl`, `queue worker`)."""
 

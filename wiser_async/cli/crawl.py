@@ -321,6 +321,7 @@ async def _run(job: CrawlJob, source: _Source) -> CrawlOutcome:
                         timeout=job.timeout,
                         on_progress=progress.update,
                         source=source.label,
+                        validate=settings.validate,
                     )
                     return CrawlOutcome.of_jsonl(crawled, len(accounts))
                 result = await crawl_to_json(

@@ -273,6 +273,7 @@ def queue_worker(
                         devices_by=settings.devices_by,
                         page_size=settings.page_size,
                         timeout=timeout,
+                        validate=settings.validate,
                         on_account=_report_account,
                     )
             finally:
