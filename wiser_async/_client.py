@@ -222,7 +222,13 @@ class AsyncWiserClient:
         after each page of results.
         """
         async with self.walk(
-            accounts=accounts, devices_by=devices_by, page_size=page_size, timeout=timeout
+            accounts=accounts,
+            devices_by=devices_by,
+            page_size=page_size,
+            timeout=timeout,
+            # The tree is kept whole anyway: room for what the workers send
+            # while it is gathered, so none waits on a full buffer.
+            buffer=2 * self.max_in_flight,
         ) as walk:
             return await gather(walk, accounts or [self.account], on_progress)
 

@@ -320,7 +320,9 @@ async def crawl_to_jsonl(
             devices_by=devices_by,
             page_size=page_size,
             timeout=timeout,
-            buffer=8,
+            # Room for what the workers send while this loop drains without
+            # yielding: a full buffer holds them, with their slots idle.
+            buffer=2 * client.max_in_flight,
             done_units=state.done,
             raw=_raw_of(validate),
         ) as walk,
