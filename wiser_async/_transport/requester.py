@@ -356,17 +356,7 @@ class Requester:
                 path=target,
             )
         session.budget.on_request()
-        limiter = session.limiter
-        # A free slot is taken without a trip through the event loop: every
-        # yield here leaves pooled connections idle, which httpx2 pays for.
-        try:
-            limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            session.waiting += 1
-            try:
-                await limiter.acquire()
-            finally:
-                session.waiting -= 1
+        await session.take_slot()
         # The whole attempt, headers and every byte of the body, ends by its
         # bound and by the call's deadline.
         now = anyio.current_time()
@@ -418,7 +408,7 @@ class Requester:
                     path=target,
                 ) from exc
         finally:
-            limiter.release()
+            session.limiter.release()
         status = response.status_code
         if status < 300:
             if session.waiting:

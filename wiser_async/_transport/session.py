@@ -135,6 +135,21 @@ class Session:
         # None when no hook is set: the request path then builds no event.
         self.events = Emitter(on_event) if on_event is not None else None
 
+    async def take_slot(self) -> None:
+        """One of the `max_in_flight` request slots (give it back with ``limiter.release()``).
+
+        A free slot is taken without a trip through the event loop: every
+        yield here leaves pooled connections idle, which httpx2 pays for.
+        """
+        try:
+            self.limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            self.waiting += 1
+            try:
+                await self.limiter.acquire()
+            finally:
+                self.waiting -= 1
+
     def build_request(self, method: str, url: str) -> httpx2.Request:
         """A request to `url` (absolute, query encoded) with the client's headers and timeout."""
         if self.direct is None:
