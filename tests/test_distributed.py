@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from click.testing import CliRunner, Result
 
 from tests.support import CLIENT_ID, CLIENT_SECRET, issue, make_client, make_oauth
 from token_stores import FileTokenStore, MemoryTokenStore, Token
-from wiser_async import crawl_to_jsonl, enqueue, merge, read_snapshot, run_worker
+from wiser_async import AsyncWiserClient, crawl_to_jsonl, enqueue, merge, read_snapshot, run_worker
 from wiser_async._distributed import QueueKeys, queue_status
 from wiser_async.cli import main
 from wiser_async.sandbox import (
@@ -348,9 +349,11 @@ def test_workers_one_killed_one_late_merge_to_a_single_process_crawl(
     assert len(failures) == 2
 
 
-async def test_a_worker_passes_the_crawl_options_on_validate_models_among_them(
-    redis_url: str, queue_name: str, sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def acme_queued(
+    redis_url: str, queue_name: str, sandbox: Sandbox, urls: SandboxUrls
+) -> AsyncIterator[tuple[Any, AsyncWiserClient]]:
+    """A Redis client and a client of the account "acme", enqueued on `queue_name`."""
     from redis.asyncio import Redis
 
     store = MemoryTokenStore()
@@ -361,6 +364,13 @@ async def test_a_worker_passes_the_crawl_options_on_validate_models_among_them(
         make_client(oauth, urls, "acme") as wiser,
     ):
         await enqueue(client, queue=queue_name, accounts=["acme"])
+        yield client, wiser
+
+
+async def test_a_worker_passes_the_crawl_options_on_validate_models_among_them(
+    redis_url: str, queue_name: str, sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
+) -> None:
+    async with acme_queued(redis_url, queue_name, sandbox, urls) as (client, wiser):
         run_ = await run_worker(
             wiser,
             client,
@@ -384,16 +394,7 @@ def test_merge_needs_every_finishers_file(
     redis_url: str, queue_name: str, sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path
 ) -> None:
     async def crawl_one() -> None:
-        from redis.asyncio import Redis
-
-        store = MemoryTokenStore()
-        await issue(sandbox, store, "acme")
-        async with (
-            Redis.from_url(redis_url) as client,
-            make_oauth(urls, store) as oauth,
-            make_client(oauth, urls, "acme") as wiser,
-        ):
-            await enqueue(client, queue=queue_name, accounts=["acme"])
+        async with acme_queued(redis_url, queue_name, sandbox, urls) as (client, wiser):
             run_ = await run_worker(
                 wiser, client, queue=queue_name, output_dir=tmp_path / "a", worker="w", poll=0.1
             )
