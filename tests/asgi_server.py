@@ -13,13 +13,18 @@ __all__ = ["serve_asgi"]
 
 
 @contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Serve `app` (ASGI 3) with uvicorn on a free loopback port: its origin, for the block."""
+def serve_asgi(app: Any, *, lifespan: bool = False) -> Iterator[str]:
+    """Serve `app` (ASGI 3) with uvicorn on a free loopback port: its origin, for the block.
+
+    With `lifespan`, the app's startup runs before the block and its shutdown after.
+    """
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_config=None, lifespan="off", interface="asgi3")
+    config = uvicorn.Config(
+        app, log_config=None, lifespan="on" if lifespan else "off", interface="asgi3"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

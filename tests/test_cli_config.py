@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -18,6 +14,7 @@ import httpx2
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.asgi_server import serve_asgi
 from tests.cli_support import assert_one_line_error
 from tests.support import CLIENT_SECRET, issue
 from token_stores import (
@@ -177,31 +174,6 @@ class TranslatingProxy:
         return 200, httpx2.Response(200, json={"items": items, "paging": paging}).content
 
 
-@contextmanager
-def served(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a loopback port from a thread; its origin."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the proxy did not start"
-        assert time.monotonic() < deadline, "the proxy did not start in time"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 def test_a_deployment_with_other_paths_and_names_is_crawled_from_a_file_alone(
     sandbox: Sandbox, urls: SandboxUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,7 +181,7 @@ def test_a_deployment_with_other_paths_and_names_is_crawled_from_a_file_alone(
     anyio.run(issue, sandbox, FileTokenStore(tmp_path / "tokens"), "acme")
     (tmp_path / "secret.txt").write_text(CLIENT_SECRET + "\n")
     output = tmp_path / "out.jsonl"
-    with served(proxy) as origin:
+    with serve_asgi(proxy, lifespan=True) as origin:
         config = tmp_path / "wiser.toml"
         config.write_text(CONFIG.format(proxy=origin, token_url=urls.token_url))
         # From another directory: the file's paths are relative to the file.
