@@ -40,15 +40,7 @@ import attrs
 from .. import Address, Device, Location, PageFormat, Paths, Room, Site
 from ._errors import CliError
 
-__all__ = [
-    "ALIASED_MODELS",
-    "AUTH_METHODS",
-    "DEVICES_BY",
-    "HTTP_STACKS",
-    "VALIDATIONS",
-    "ConfigFile",
-    "read_config_file",
-]
+__all__ = ["ALIASED_MODELS", "CHOICES", "ConfigFile", "read_config_file"]
 
 AUTH_METHODS: Final = ("client_secret_post", "client_secret_basic", "none")
 DEVICES_BY: Final = ("site", "room")
@@ -80,12 +72,13 @@ _INLINE_SECRETS = {
     "client_secret": ("client_secret_file", "WISER_CLIENT_SECRET"),
     "encryption_keys": ("encryption_keys_file", "WISER_TOKEN_KEYS"),
 }
-_CHOICES = {
+CHOICES: Final = {
     "auth_method": AUTH_METHODS,
     "devices_by": DEVICES_BY,
     "http": HTTP_STACKS,
     "validate": VALIDATIONS,
 }
+"""The settings that take one of a few values, and those values (file and flags alike)."""
 _PAGE_INTEGERS = ("page_size", "max_page_size")
 
 
@@ -184,8 +177,8 @@ class _Reader:
         if key in _STRINGS or key in _PATHS:
             if not isinstance(value, str) or not value:
                 raise self.error(f"{key} must be a non-empty string")
-            if key in _CHOICES and value not in _CHOICES[key]:
-                raise self.error(f"{key} must be one of {', '.join(_CHOICES[key])}, not {value!r}")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise self.error(f"{key} must be one of {', '.join(CHOICES[key])}, not {value!r}")
             if key in _PATHS:
                 return str(self.resolve(value))
             if key == "store" and value.startswith("file:") and not value.startswith("file://"):

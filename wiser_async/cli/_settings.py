@@ -24,14 +24,7 @@ import click
 from click.core import ParameterSource
 
 from .. import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, ApiConfig
-from ._config_file import (
-    AUTH_METHODS,
-    DEVICES_BY,
-    HTTP_STACKS,
-    VALIDATIONS,
-    ConfigFile,
-    read_config_file,
-)
+from ._config_file import CHOICES, ConfigFile, read_config_file
 from ._errors import CliError, redact_store_spec
 
 __all__ = [
@@ -247,14 +240,8 @@ def _click_option(setting: _Setting) -> Callable[[F], F]:
         options["type"] = int
     elif name == "rate":
         options["type"] = float
-    elif name == "auth_method":
-        options["type"] = click.Choice(AUTH_METHODS)
-    elif name == "devices_by":
-        options["type"] = click.Choice(DEVICES_BY)
-    elif name == "http":
-        options["type"] = click.Choice(HTTP_STACKS)
-    elif name == "validate":
-        options["type"] = click.Choice(VALIDATIONS)
+    elif name in CHOICES:
+        options["type"] = click.Choice(CHOICES[name])
     elif name == "scope":
         options.update(multiple=True, default=())
     return click.option(setting.flag, setting.param, **options)
