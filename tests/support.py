@@ -212,7 +212,20 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("redis-server did not start")
 
 
-class HoldingTransport(httpx2.AsyncBaseTransport):
+class PassThroughTransport(httpx2.AsyncBaseTransport):
+    """A transport in front of `inner` (by default the test's HTTP stack's), which it closes."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or stack_transport() or httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class HoldingTransport(PassThroughTransport):
     """Holds the requests `hold` picks until `together` of them are out at once.
 
     Proves concurrency without racing the machine's speed: a client that sends
@@ -229,7 +242,7 @@ class HoldingTransport(httpx2.AsyncBaseTransport):
         inner: httpx2.AsyncBaseTransport | None = None,
         patience: float = 10.0,
     ) -> None:
-        self.inner = inner or stack_transport() or httpx2.AsyncHTTPTransport()
+        super().__init__(inner)
         self.hold = hold
         self.together = together
         self.patience = patience
@@ -261,11 +274,8 @@ class HoldingTransport(httpx2.AsyncBaseTransport):
         finally:
             self.held -= 1
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
-
-class CountingTransport(httpx2.AsyncBaseTransport):
+class CountingTransport(PassThroughTransport):
     """An HTTP transport that counts what passes through it (for pass-through checks).
 
     `started` counts requests handed to the inner transport, `open` the
@@ -274,7 +284,7 @@ class CountingTransport(httpx2.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or stack_transport() or httpx2.AsyncHTTPTransport()
+        super().__init__(inner)
         self.started = 0
         self.open = 0
 
@@ -292,9 +302,6 @@ class CountingTransport(httpx2.AsyncBaseTransport):
             stream=_CountedStream(response, self),
             extensions=response.extensions,
         )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class _CountedStream(httpx2.AsyncByteStream):

@@ -16,10 +16,10 @@ from tests.support import (
     FAST_RETRY,
     CountingTransport,
     HoldingTransport,
+    PassThroughTransport,
     issue,
     make_client,
     make_oauth,
-    stack_transport,
     wait_until,
 )
 from token_stores import MemoryTokenStore
@@ -190,11 +190,11 @@ async def test_devices_by_room_reads_the_same_portfolio(
     assert sandbox.stats.requests_by_route["/rooms/{roomId}/devices"] > 0
 
 
-class SendLog(httpx2.AsyncBaseTransport):
+class SendLog(PassThroughTransport):
     """Notes in `log` each request as it reaches the HTTP stack; the first waits for `go`."""
 
     def __init__(self, log: list[str]) -> None:
-        self.inner = stack_transport() or httpx2.AsyncHTTPTransport()
+        super().__init__()
         self.log = log
         self.go = anyio.Event()
 
@@ -203,9 +203,6 @@ class SendLog(httpx2.AsyncBaseTransport):
         if len(self.log) == 1:
             await self.go.wait()
         return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 # trio runs a batch of woken tasks in an order it draws at random (by design),
