@@ -74,6 +74,16 @@ def test_unknown_fields_are_kept_and_written_back() -> None:
     assert codec.unstructure(device) == data
 
 
+def test_unknown_fields_keep_the_order_they_came_in_on_both_decoding_paths() -> None:
+    codec = Codec()
+    unknown = {f"vendorField{n}": n for n in (5, 1, 4, 2, 6, 3, 0)}
+    # Unknown fields before, among and after the known ones.
+    data = {"id": "dev-1", **dict(list(unknown.items())[:3]), **DEVICE, **unknown}
+    fast = decode(data, Device, codec)
+    assert list(fast.extra) == list(unknown)
+    assert list(codec.explained(data, Device).extra) == list(unknown)
+
+
 def test_unknown_enum_values_stay_strings() -> None:
     device = decode({**DEVICE, "category": "heat-pump", "usage": "pool"}, Device)
     assert device.category == "heat-pump"

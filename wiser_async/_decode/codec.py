@@ -115,9 +115,10 @@ class Codec:
         def structure(data: Any, target: type) -> Any:
             if type(data) is not dict:
                 raise TypeError(f"expected an object, got {type(data).__name__}")
-            unknown = data.keys() - known
-            if unknown:
-                data = {**data, EXTRA_KEY: {key: data[key] for key in unknown}}
+            if not known.issuperset(data):
+                # Unknown fields in the order they came, as the fast path keeps them.
+                unknown = {key: value for key, value in data.items() if key not in known}
+                data = {**data, EXTRA_KEY: unknown}
             return base_structure(data, target)
 
         def unstructure(obj: Any) -> dict[str, Any]:

@@ -228,8 +228,13 @@ def compile_structure(
             lines.append(f"    if {value} is not None: {value} = {nested_name}({value}, None)")
         else:  # pragma: no cover - every model field type is listed above
             raise TypeError(f"no fast decoding for {cls.__name__}.{field.name}: {kind}")
-    lines.append("    unknown = o.keys() - KNOWN")
-    arguments.append("extra=BOUNDED({key: o[key] for key in unknown}) if unknown else {}")
+    # Asking whether every key is known builds no set: most objects have no
+    # unknown field, and ``o.keys() - KNOWN`` cost a tenth of their decoding.
+    # Unknown fields are kept in the order they came.
+    arguments.append(
+        "extra={} if KNOWN.issuperset(o) else "
+        "BOUNDED({k: v for k, v in o.items() if k not in KNOWN})"
+    )
     if _plain(cls):
         # Each value stored in its slot: a quarter of a device's decoding
         # time goes into a call with fifteen keyword arguments otherwise.
