@@ -35,6 +35,7 @@ from .compiled import (
     model_of,
     open_enum_hook,
     optional,
+    unknown_fields,
     unstructure_datetime,
 )
 
@@ -116,9 +117,7 @@ class Codec:
             if type(data) is not dict:
                 raise TypeError(f"expected an object, got {type(data).__name__}")
             if not known.issuperset(data):
-                # Unknown fields in the order they came, as the fast path keeps them.
-                unknown = {key: value for key, value in data.items() if key not in known}
-                data = {**data, EXTRA_KEY: unknown}
+                data = {**data, EXTRA_KEY: unknown_fields(data, known)}
             return base_structure(data, target)
 
         def unstructure(obj: Any) -> dict[str, Any]:
