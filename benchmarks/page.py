@@ -1,13 +1,24 @@
 """`page`: CPU per request of fetching one 100-device page, on each HTTP stack.
 
 The same pages (``/sites/{id}/devices``, 100 devices each) are fetched many
-times, 16 in flight, at latency 0, four ways, interleaved ABCD DCBA:
+times, 16 in flight, at latency 0, six ways, interleaved ABCDEF FEDCBA:
 
 - ``bare``: a bare httpx2 loop, ``response.json()`` on each answer;
 - ``bare_aiohttp``: the same loop on httpx-aiohttp's ``AiohttpTransport``;
 - ``library``: ``client.devices.of_site(id).page(limit=100)``, the library's
   default stack (its own httpx2 client);
-- ``library_aiohttp``: the same with ``transport=AiohttpTransport()``.
+- ``library_aiohttp``: the same with ``transport=AiohttpTransport()``;
+- ``floor``: the least any client of typed models spends on this stack: the
+  request handed straight to httpx2's transport (no client, retries, limits,
+  deadline or auth flow), the body read, then parsed and decoded by the
+  library's own parser and compiled decoder (``Codec.shared().fast``, an
+  internal name), the page envelope unchecked;
+- ``floor_aiohttp``: the same over a bare aiohttp session, with no httpx2
+  objects at all.
+
+The floors say how far below the library a target would have to reach into
+the HTTP stack or the decoder: a limit under the floor cannot be met by
+any request path in front of that decoder.
 
 Each client sends one untimed round of 16 requests first (connections
 opened, the token read); the results are dropped as they come on every side.
@@ -20,13 +31,17 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import anyio
 import httpx2
+import yarl
 from httpx_aiohttp.httpx2 import AiohttpTransport as BareAiohttpTransport
 
-from wiser_async import AsyncWiserClient
+from wiser_async import AsyncWiserClient, Device
+from wiser_async._decode import Codec
+from wiser_async._json import loads
 from wiser_async.sandbox import PortfolioSpec, SandboxProcess, SandboxUrls
 from wiser_async.transports import AiohttpTransport
 
@@ -42,7 +57,7 @@ PAGE = PortfolioSpec(locations=1, sites_per_location=20, rooms_per_site=4, devic
 LIMIT = 100
 REQUESTS = 2000
 QUICK_REQUESTS = 64
-LABELS = ("bare", "bare_aiohttp", "library", "library_aiohttp")
+LABELS = ("bare", "bare_aiohttp", "library", "library_aiohttp", "floor", "floor_aiohttp")
 _TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
 _LIMITS = httpx2.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
 
@@ -133,6 +148,60 @@ async def _bare(
     return measured
 
 
+async def _floor(
+    targets: list[str], access_token: str, count: int, *, aiohttp_session: bool
+) -> tuple[float, float]:
+    """The pages read straight off the transport, parsed and decoded by the library's own parts."""
+    structure = Codec.shared().fast(Device)
+    headers = {"Authorization": f"Bearer {access_token}"}
+    wrong: list[str] = []
+
+    def decode(status: int, body: bytes) -> None:
+        if status != 200:
+            wrong.append(f"status {status}")
+            return
+        items = [structure(item, Device) for item in loads(body)["data"]]
+        if len(items) != LIMIT:
+            wrong.append(f"{len(items)} devices")
+
+    if aiohttp_session:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            headers=headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        ) as session:
+            urls = [yarl.URL(url, encoded=True) for url in targets]
+
+            async def fetch_aiohttp(i: int) -> None:
+                async with session.get(urls[i % len(urls)], allow_redirects=False) as response:
+                    decode(response.status, await response.read())
+
+            measured = await _measure(count, fetch_aiohttp)
+    else:
+        extensions = {"timeout": _TIMEOUT.as_dict()}
+        request_headers = httpx2.Headers(headers)
+        async with httpx2.AsyncHTTPTransport(limits=_LIMITS) as transport:
+
+            async def fetch(i: int) -> None:
+                request = httpx2.Request(
+                    "GET", targets[i % len(targets)], headers=request_headers, extensions=extensions
+                )
+                response = await transport.handle_async_request(request)
+                try:
+                    # The bytes as they came: the sandbox compresses nothing.
+                    stream = cast(httpx2.AsyncByteStream, response.stream)
+                    body = b"".join([chunk async for chunk in stream])
+                finally:
+                    await response.aclose()
+                decode(response.status_code, body)
+
+            measured = await _measure(count, fetch)
+    if wrong:
+        raise BenchmarkError(f"{len(wrong)} floor pages were wrong, first: {wrong[0]}")
+    return measured
+
+
 def _run(
     label: str,
     process: SandboxProcess,
@@ -146,6 +215,8 @@ def _run(
     workload: Callable[[], Awaitable[tuple[float, float]]]
     if label.startswith("library"):
         workload = partial(_library, process.urls, token, sites, count, aiohttp=aiohttp)
+    elif label.startswith("floor"):
+        workload = partial(_floor, targets, token["access_token"], count, aiohttp_session=aiohttp)
     else:
         workload = partial(_bare, targets, token["access_token"], count, aiohttp=aiohttp)
     process.reset_stats()
@@ -205,10 +276,20 @@ def page(ctx: Context) -> Result:
             "library_aiohttp_over_bare": median["library_aiohttp"] / bare,
             "bare_aiohttp_over_bare": median["bare_aiohttp"] / bare,
             "library_aiohttp_over_bare_aiohttp": median["library_aiohttp"] / median["bare_aiohttp"],
+            "floor_over_bare": median["floor"] / bare,
+            "floor_aiohttp_over_bare": median["floor_aiohttp"] / bare,
+            "library_over_floor": median["library"] / median["floor"],
+            "library_aiohttp_over_floor_aiohttp": (
+                median["library_aiohttp"] / median["floor_aiohttp"]
+            ),
             "pairwise_ratio": {
                 "library_over_bare": pairwise("library"),
                 "library_aiohttp_over_bare": pairwise("library_aiohttp"),
                 "library_aiohttp_over_bare_aiohttp": pairwise("library_aiohttp", "bare_aiohttp"),
+                "floor_over_bare": pairwise("floor"),
+                "floor_aiohttp_over_bare": pairwise("floor_aiohttp"),
+                "library_over_floor": pairwise("library", "floor"),
+                "library_aiohttp_over_floor_aiohttp": pairwise("library_aiohttp", "floor_aiohttp"),
             },
             "wall_s": {label: summarize(values) for label, values in wall.items()},
             "sandbox_cpu_us_per_request": {
@@ -238,7 +319,11 @@ def page(ctx: Context) -> Result:
             + ", ".join(f"{label} {median[label]:.0f}" for label in LABELS)
             + f"; library on aiohttp is {median['library_aiohttp'] / median['bare_aiohttp']:.2f}"
             " x the bare aiohttp loop",
-            "CPU of this process only (time.process_time); runs interleaved ABCD DCBA;"
+            f"floors (transport, parser and decoder only) over bare httpx2: httpx2"
+            f" {median['floor'] / bare:.3f}, aiohttp {median['floor_aiohttp'] / bare:.3f};"
+            f" library over its floor: httpx2 {median['library'] / median['floor']:.3f},"
+            f" aiohttp {median['library_aiohttp'] / median['floor_aiohttp']:.3f}",
+            "CPU of this process only (time.process_time); runs interleaved ABCDEF FEDCBA;"
             " results dropped as they come on every side",
         ],
     )

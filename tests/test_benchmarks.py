@@ -93,6 +93,10 @@ EXPECTED: dict[str, tuple[set[str], int]] = {
             "library_aiohttp_over_bare",
             "bare_aiohttp_over_bare",
             "library_aiohttp_over_bare_aiohttp",
+            "floor_over_bare",
+            "floor_aiohttp_over_bare",
+            "library_over_floor",
+            "library_aiohttp_over_floor_aiohttp",
             "pairwise_ratio",
             "sandbox_cpu_us_per_request",
         },
@@ -167,6 +171,8 @@ def test_quick_run_of_each_new_benchmark(name: str, tmp_path: Path) -> None:
             "bare_aiohttp",
             "library",
             "library_aiohttp",
+            "floor",
+            "floor_aiohttp",
         }
     elif name == "decode":
         for model in ("Location", "Address", "Site", "Room", "Device"):
