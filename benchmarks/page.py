@@ -33,10 +33,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any, cast
 
-import aiohttp
 import anyio
 import httpx2
 import yarl
+from aiohttp import ClientSession, DummyCookieJar, TCPConnector
 from httpx_aiohttp.httpx2 import AiohttpTransport as BareAiohttpTransport
 
 from wiser_async import AsyncWiserClient, Device
@@ -60,6 +60,14 @@ QUICK_REQUESTS = 64
 LABELS = ("bare", "bare_aiohttp", "library", "library_aiohttp", "floor", "floor_aiohttp")
 _TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
 _LIMITS = httpx2.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+# Figure name -> (label, baseline): how far each floor lies from the bare loop
+# and the library from its floor.
+FLOOR_RATIOS = {
+    "floor_over_bare": ("floor", "bare"),
+    "floor_aiohttp_over_bare": ("floor_aiohttp", "bare"),
+    "library_over_floor": ("library", "floor"),
+    "library_aiohttp_over_floor_aiohttp": ("library_aiohttp", "floor_aiohttp"),
+}
 
 
 async def _fan_out(count: int, fetch: Callable[[int], Awaitable[None]]) -> None:
@@ -149,7 +157,7 @@ async def _bare(
 
 
 async def _floor(
-    targets: list[str], access_token: str, count: int, *, aiohttp_session: bool
+    targets: list[str], access_token: str, count: int, *, aiohttp: bool
 ) -> tuple[float, float]:
     """The pages read straight off the transport, parsed and decoded by the library's own parts."""
     structure = Codec.shared().fast(Device)
@@ -164,11 +172,11 @@ async def _floor(
         if len(items) != LIMIT:
             wrong.append(f"{len(items)} devices")
 
-    if aiohttp_session:
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+    if aiohttp:
+        async with ClientSession(
+            connector=TCPConnector(limit=0),
             headers=headers,
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=DummyCookieJar(),
             auto_decompress=False,
         ) as session:
             urls = [yarl.URL(url, encoded=True) for url in targets]
@@ -216,7 +224,7 @@ def _run(
     if label.startswith("library"):
         workload = partial(_library, process.urls, token, sites, count, aiohttp=aiohttp)
     elif label.startswith("floor"):
-        workload = partial(_floor, targets, token["access_token"], count, aiohttp_session=aiohttp)
+        workload = partial(_floor, targets, token["access_token"], count, aiohttp=aiohttp)
     else:
         workload = partial(_bare, targets, token["access_token"], count, aiohttp=aiohttp)
     process.reset_stats()
@@ -264,6 +272,7 @@ def page(ctx: Context) -> Result:
     def pairwise(label: str, baseline: str = "bare") -> dict[str, Any]:
         return summarize([a / b for a, b in zip(cpu[label], cpu[baseline], strict=True)])
 
+    floors = {key: median[label] / median[base] for key, (label, base) in FLOOR_RATIOS.items()}
     how = f"medians of {ctx.repeat}" if ctx.repeat > 1 else "1 run each"
     return result(
         "page",
@@ -276,20 +285,12 @@ def page(ctx: Context) -> Result:
             "library_aiohttp_over_bare": median["library_aiohttp"] / bare,
             "bare_aiohttp_over_bare": median["bare_aiohttp"] / bare,
             "library_aiohttp_over_bare_aiohttp": median["library_aiohttp"] / median["bare_aiohttp"],
-            "floor_over_bare": median["floor"] / bare,
-            "floor_aiohttp_over_bare": median["floor_aiohttp"] / bare,
-            "library_over_floor": median["library"] / median["floor"],
-            "library_aiohttp_over_floor_aiohttp": (
-                median["library_aiohttp"] / median["floor_aiohttp"]
-            ),
+            **floors,
             "pairwise_ratio": {
                 "library_over_bare": pairwise("library"),
                 "library_aiohttp_over_bare": pairwise("library_aiohttp"),
                 "library_aiohttp_over_bare_aiohttp": pairwise("library_aiohttp", "bare_aiohttp"),
-                "floor_over_bare": pairwise("floor"),
-                "floor_aiohttp_over_bare": pairwise("floor_aiohttp"),
-                "library_over_floor": pairwise("library", "floor"),
-                "library_aiohttp_over_floor_aiohttp": pairwise("library_aiohttp", "floor_aiohttp"),
+                **{key: pairwise(*labels) for key, labels in FLOOR_RATIOS.items()},
             },
             "wall_s": {label: summarize(values) for label, values in wall.items()},
             "sandbox_cpu_us_per_request": {
@@ -320,9 +321,9 @@ def page(ctx: Context) -> Result:
             + f"; library on aiohttp is {median['library_aiohttp'] / median['bare_aiohttp']:.2f}"
             " x the bare aiohttp loop",
             f"floors (transport, parser and decoder only) over bare httpx2: httpx2"
-            f" {median['floor'] / bare:.3f}, aiohttp {median['floor_aiohttp'] / bare:.3f};"
-            f" library over its floor: httpx2 {median['library'] / median['floor']:.3f},"
-            f" aiohttp {median['library_aiohttp'] / median['floor_aiohttp']:.3f}",
+            f" {floors['floor_over_bare']:.3f}, aiohttp {floors['floor_aiohttp_over_bare']:.3f};"
+            f" library over its floor: httpx2 {floors['library_over_floor']:.3f},"
+            f" aiohttp {floors['library_aiohttp_over_floor_aiohttp']:.3f}",
             "CPU of this process only (time.process_time); runs interleaved ABCDEF FEDCBA;"
             " results dropped as they come on every side",
         ],
