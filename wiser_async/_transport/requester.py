@@ -280,8 +280,11 @@ class Requester:
         )
         failure: Exception | None = None
 
-        def retry_on(exc: Exception) -> bool | float:
+        def retry_on(exc: BaseException) -> bool | float:
+            # stamina passes only Exceptions (it catches no wider); its type says BaseException.
             nonlocal failure
+            if not isinstance(exc, Exception):
+                return False
             failure = exc
             if attempt_number >= policy.attempts:
                 return False
