@@ -3,56 +3,71 @@
 `WebCore` builds, per process, one `WiserOAuth` (from a factory, inside the
 event loop), one `AsyncWiserClient` (no placeholder account for the user to
 invent), a pending-login store and an optional shared rate limiter; it
-closes all of them. Requests use `client_for(account)`, which shares the
-pool, the limits and the token cache.
+closes all of them. Requests use `client_for(request, account)`, which asks
+the application's `authorize` first and shares the pool, the limits and the
+token cache.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import re
+import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
 
 from .. import AsyncWiserClient, AuthorizationRequest, RateLimiter, WiserOAuth
-from ._http_errors import LoginError
+from ._authorize import MISSING_AUTHORIZE, Authorize, decide, warn_if_open
+from ._http_errors import AuthorizeFailed, BadAccountKey, HttpAnswer, LoginError, http_answer
 from ._pending import DEFAULT_PENDING_TTL, MemoryPendingStore, PendingLogin, PendingStore, Taken
-from ._session import new_session_id, session_digest, session_matches, usable
+from ._session import cookie_digest, cookie_name, new_browser_id, new_cookie, usable
 
 __all__ = ["ACCOUNT_PATTERN", "LoginCookie", "LoginStart", "WebCore", "error_page", "to_json"]
 
 ACCOUNT_PATTERN = r"[A-Za-z0-9._@-]{1,128}"
 _ACCOUNT = re.compile(ACCOUNT_PATTERN)
 _MESSAGES = {
-    Taken.UNKNOWN: "this login is not known here (a foreign or forged state)",
+    Taken.UNKNOWN: "this login is not known here (never started here, or long expired)",
     Taken.USED: "this login was completed already (a replayed callback)",
     Taken.EXPIRED: "this login waited too long for its callback and expired",
 }
-
-
-@attrs.frozen
-class LoginStart:
-    """Where to send the browser, and the session cookie to set (None: keep the browser's)."""
-
-    url: str
-    set_cookie: str | None
+_OTHER_BROWSER = (
+    "this callback does not come from the browser that started the login "
+    "(another browser, or its login cookie is missing)"
+)
+_BUSY = "too many logins are waiting for their callback: try again in a minute"
+logger = logging.getLogger("wiser_async.web")
 
 
 @attrs.frozen
 class LoginCookie:
-    """The browser-session cookie a login sets, decided once for every framework.
+    """The login cookie a login sets, decided once for every framework.
 
-    Always HttpOnly and SameSite=Lax (the callback is a top-level GET from the
-    authorization server, which Lax lets through).
+    Always new (a value the browser brought is never kept), HttpOnly,
+    SameSite=Lax (the callback is a top-level GET from the authorization
+    server, which Lax lets through), Path=/; ``Secure`` and named
+    ``__Host-wiser_login`` unless the integration was told
+    ``secure_cookie=False``.
     """
 
+    name: str
     value: str = attrs.field(repr=False)
     max_age: int
-    path: str
     secure: bool
+    path: str = "/"
+
+
+@attrs.frozen
+class LoginStart:
+    """Where to send the browser, and the login cookie to set."""
+
+    url: str
+    cookie: LoginCookie
 
 
 def to_json(client: AsyncWiserClient, value: Any) -> Any:
@@ -71,6 +86,13 @@ class WebCore:
 
     Args:
         oauth: Builds the process's `WiserOAuth` (called once, in the event loop).
+        authorize: Required. ``authorize(request, account) -> bool`` (or an
+            awaitable bool): may the user behind this framework request act
+            for this account? Asked before a login is stored, before a
+            callback takes its login, and by every helper that hands out a
+            client; anything but True is a 403, an exception a 500.
+            `allow_any_account` lets anyone act for every account: demos and
+            tests only (a WARNING is logged at start-up).
         pending: Builds the pending-login store (default: memory, one worker only).
         rate_limit: A number (per process), or a factory of a shared limiter
             such as ``lambda: RedisRateLimiter(url, key=..., rate=...)``.
@@ -78,24 +100,36 @@ class WebCore:
             is replaced by the account.
         pending_ttl: Seconds a login may wait for its callback.
         login_hint: The ``login_hint`` sent for an account (default: none).
-        secure_cookie: Mark the session cookie ``Secure`` (None: when the
-            request came over https).
+        secure_cookie: Mark the login cookie ``Secure`` (and name it
+            ``__Host-wiser_login``). Browsers keep Secure cookies on
+            ``http://127.0.0.1`` and ``http://localhost``; False only for
+            plain-http development on another host.
         client_options: Passed to `AsyncWiserClient` (``config=``, ``retry=``...).
     """
+
+    def __new__(cls, *args: Any, **options: Any) -> WebCore:
+        # Before the arguments are bound, so that the error names the README section.
+        if options.get("authorize") is None:
+            raise TypeError(MISSING_AUTHORIZE)
+        return super().__new__(cls)
 
     def __init__(
         self,
         *,
         oauth: Callable[[], WiserOAuth],
+        authorize: Authorize,
         pending: Callable[[], PendingStore] = MemoryPendingStore,
         rate_limit: float | Callable[[], RateLimiter] | None = None,
         success_url: str = "/",
         pending_ttl: float = DEFAULT_PENDING_TTL,
         login_hint: Callable[[str], str | None] | None = None,
-        secure_cookie: bool | None = None,
+        secure_cookie: bool = True,
         **client_options: Any,
     ) -> None:
+        if not callable(authorize):
+            raise TypeError(MISSING_AUTHORIZE)
         self._make_oauth = oauth
+        self.authorize = authorize
         self._make_pending = pending
         self._rate_limit = rate_limit
         self.success_url = success_url
@@ -112,6 +146,7 @@ class WebCore:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[WebCore]:
         """Build the process's resources; close them all on the way out."""
+        warn_if_open(self.authorize)
         async with AsyncExitStack() as stack:
             oauth = self._make_oauth()
             stack.push_async_callback(oauth.store.aclose)  # after the OAuth's last save
@@ -134,7 +169,7 @@ class WebCore:
 
     @property
     def client(self) -> AsyncWiserClient:
-        """The process's client (inside `open`)."""
+        """The process's client (inside `open`); it asks no `authorize`: the routes do."""
         if self._client is None:
             raise RuntimeError("the Wiser integration is not started (lifespan / cleanup_ctx)")
         return self._client
@@ -151,86 +186,161 @@ class WebCore:
         assert self._pending is not None  # noqa: S101 - set with the client
         return self._pending
 
-    def client_for(self, account: str) -> AsyncWiserClient:
-        """A client of `account` sharing the process's pool, limits and token cache."""
+    @property
+    def cookie_name(self) -> str:
+        """The login cookie's name (``__Host-wiser_login`` when Secure, else ``wiser_login``)."""
+        return cookie_name(self.secure_cookie)
+
+    async def check(self, request: object, account: str) -> None:
+        """Refuse a malformed account key (400), then anything `authorize` does not allow (403).
+
+        Raises:
+            BadAccountKey: `account` breaks the account-key rule.
+            AccountRefused: `authorize` said no.
+            AuthorizeFailed: `authorize` raised or gave no bool.
+        """
         if not _ACCOUNT.fullmatch(account):
-            raise LoginError("bad_request", "not an account key")
+            raise BadAccountKey
+        await decide(self.authorize, request, account)
+
+    async def client_for(self, request: object, account: str) -> AsyncWiserClient:
+        """The client of `account` for this request, once `authorize` allowed it.
+
+        It shares the process's pool, limits and token cache.
+        """
+        await self.check(request, account)
         return self.client.for_account(account)
 
     def json(self, value: Any) -> Any:
         """`value` with models as the API's JSON (see `to_json`)."""
         return to_json(self.client, value)
 
-    def login_cookie(self, start: LoginStart, *, path: str, https: bool) -> LoginCookie | None:
-        """The cookie `start` asks to set, for a request made over https or not (None: none)."""
-        if start.set_cookie is None:
-            return None
-        return LoginCookie(
-            value=start.set_cookie,
-            max_age=int(self.pending_ttl) + 60,
-            path=path,
-            secure=https if self.secure_cookie is None else self.secure_cookie,
-        )
-
     async def start_login(
-        self, account: str, *, session_id: str | None, redirect_uri: str | None = None
+        self, request: object, account: str, *, cookie: str | None, redirect_uri: str | None = None
     ) -> LoginStart:
-        """Store a pending login of `account` bound to the browser; where to send it."""
-        if not _ACCOUNT.fullmatch(account):
-            raise LoginError("bad_request", "not an account key")
-        fresh = None if usable(session_id) else new_session_id()
-        session = fresh or session_id
-        assert session is not None  # noqa: S101 - one of them is set
+        """Store a pending login of `account` bound to the browser; where to send it.
+
+        `cookie` is the login cookie the browser brought, if any: its earlier
+        logins move to the new cookie, its login of `account` is replaced.
+
+        Raises:
+            BadAccountKey, AccountRefused, AuthorizeFailed: see `check` (nothing stored).
+            LoginError: ``busy``, the pending store is full (nothing stored).
+        """
+        await self.check(request, account)
+        fresh = new_cookie()
         hint = self.login_hint(account) if self.login_hint is not None else None
-        request = self.oauth.authorization_request(login_hint=hint, redirect_uri=redirect_uri)
-        await self.pending.put(
-            PendingLogin(
-                account=account,
-                state=request.state,
-                code_verifier=request.code_verifier,
-                redirect_uri=request.redirect_uri,
-                session_digest=session_digest(session),
-                expires_at=time.time() + self.pending_ttl,
-            )
+        authorization = self.oauth.authorization_request(login_hint=hint, redirect_uri=redirect_uri)
+        login = PendingLogin(
+            account=account,
+            state=authorization.state,
+            code_verifier=authorization.code_verifier,
+            redirect_uri=authorization.redirect_uri,
+            browser=new_browser_id(),
+            expires_at=time.time() + self.pending_ttl,
         )
-        return LoginStart(request.url, fresh)
+        started = await self.pending.start(
+            login,
+            cookie=cookie_digest(fresh),
+            previous_cookie=cookie_digest(cookie) if usable(cookie) else None,
+        )
+        if not started:
+            raise LoginError("busy", _BUSY)
+        return LoginStart(
+            authorization.url,
+            LoginCookie(
+                name=self.cookie_name,
+                value=fresh,
+                max_age=int(self.pending_ttl) + 60,
+                secure=self.secure_cookie,
+            ),
+        )
 
     async def finish_login(
-        self, callback_url: str, state: str | None, *, session_id: str | None
+        self, request: object, callback_url: str, state: str | None, *, cookie: str | None
     ) -> str:
         """Complete a callback; the account it logged in.
 
+        The login is taken only once the browser and `authorize` agree: a
+        callback from another browser, or without the login cookie, leaves
+        the login for its own browser.
+
         Raises:
             LoginError: unknown, used or expired login, or another browser's.
+            AccountRefused, AuthorizeFailed: see `check`.
             AuthorizationError: denied, failed, or the code exchange refused.
         """
         if not state or len(state) > 512:
             raise LoginError("bad_request", "the callback carries no usable state")
+        found = await self.pending.find(state)
+        if isinstance(found, Taken):
+            raise LoginError(found.value, _MESSAGES[found])
+        browser = await self.pending.browser(cookie_digest(cookie)) if usable(cookie) else None
+        if browser is None or not hmac.compare_digest(browser, found.browser):
+            raise LoginError("other_browser", _OTHER_BROWSER)
+        await decide(self.authorize, request, found.account)
         taken = await self.pending.take(state)
-        if isinstance(taken, Taken):
+        if isinstance(taken, Taken):  # another request of this browser took it meanwhile
             raise LoginError(taken.value, _MESSAGES[taken])
-        if not session_matches(session_id, taken.session_digest):
-            raise LoginError(
-                "other_browser", "this callback comes from another browser than its login"
-            )
-        request = AuthorizationRequest(
+        authorization = AuthorizationRequest(
             url="",
             state=taken.state,
             code_verifier=taken.code_verifier,
             redirect_uri=taken.redirect_uri,
         )
-        await self.oauth.complete_authorization(taken.account, callback_url, request)
+        await self.oauth.complete_authorization(taken.account, callback_url, authorization)
         return taken.account
 
     def success_location(self, account: str) -> str:
         """Where a completed login goes."""
         return self.success_url.replace("{account}", account)
 
-    async def summary(self) -> dict[str, Any]:
-        """Every stored account's counts of locations, sites, rooms and devices, and what failed."""
-        accounts = sorted(await self.oauth.store.keys())
-        result = await self.client.crawl(accounts=accounts) if accounts else None
-        counts: dict[str, dict[str, int]] = {account: {} for account in accounts}
+    def answer(
+        self, error: BaseException, *, method: str, path: str
+    ) -> tuple[HttpAnswer, str] | None:
+        """The HTTP answer for `error` and a new request id, logged; None: not ours (a 500).
+
+        The browser gets the answer's title and public text with the id; the
+        error's message goes to the ``wiser_async.web`` log at WARNING (an
+        `authorize` that raised: ERROR, with its traceback) under the same id.
+        `path` is logged as given: pass it without its query.
+        """
+        answer = http_answer(error)
+        if answer is None:
+            return None
+        request_id = secrets.token_hex(8)
+        if isinstance(error, AuthorizeFailed):
+            logger.error(
+                "request %s: %s %s -> %d: %s",
+                request_id,
+                method,
+                path,
+                answer.status,
+                error,
+                exc_info=error.__cause__ or error,
+            )
+        else:
+            logger.warning(
+                "request %s: %s %s -> %d %s: %s",
+                request_id,
+                method,
+                path,
+                answer.status,
+                answer.reason or answer.title,
+                error,
+            )
+        return answer, request_id
+
+    async def summary(self, request: object, accounts: Iterable[str]) -> dict[str, Any]:
+        """Counts of locations, sites, rooms and devices of `accounts`, and what failed.
+
+        Each account is checked with `authorize` first (any refusal: 403).
+        """
+        chosen = sorted(set(accounts))
+        for account in chosen:
+            await self.check(request, account)
+        result = await self.client.crawl(accounts=chosen) if chosen else None
+        counts: dict[str, dict[str, int]] = {account: {} for account in chosen}
         for node in result.nodes() if result else ():
             kinds = counts[node.account]
             kinds[node.kind + "s"] = kinds.get(node.kind + "s", 0) + 1
@@ -241,12 +351,13 @@ class WebCore:
         }
 
 
-def error_page(title: str, detail: str, login_again: str | None = None) -> str:
-    """A small HTML page for a failed login (escaped; no secret is ever in the texts)."""
+def error_page(answer: HttpAnswer, request_id: str, login_again: str | None = None) -> str:
+    """A small HTML page for a refused login or callback (escaped; no secret, no internals)."""
     from html import escape
 
+    text = f"<p>{escape(answer.public)}</p>" if answer.public else ""
     link = f'<p><a href="{escape(login_again)}">Log in again</a></p>' if login_again else ""
     return (
-        f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
-        f"<p>{escape(detail)}</p>{link}"
+        f"<!doctype html><title>{escape(answer.title)}</title><h1>{escape(answer.title)}</h1>"
+        f"{text}<p>Request id: {escape(request_id)}</p>{link}"
     )

@@ -1,46 +1,69 @@
-"""Pending authorizations between a login request and its callback, server-side, one-time.
+"""Pending logins between a login and its callback: server-side, one-time, bounded.
 
-A login stores a `PendingLogin` (the account, the PKCE verifier, the redirect
-URI, a digest of the browser's session cookie) under its ``state``; the
-callback, on any worker, takes it once. Taking is atomic: the entry is
-replaced by a short-lived "used" marker, so a replayed callback is told
-apart from a foreign ``state``, and an entry past its TTL from both. The
-verifier never leaves the server (no cookie, no page).
+A login stores a `PendingLogin` (the account, the PKCE verifier, the
+redirect URI, the browser it belongs to) under a digest of its ``state``.
+The callback, on any worker, reads it (`PendingStore.find`: nothing
+changes), checks the browser and the application's decision, then takes it
+once (`PendingStore.take`: atomic; the entry becomes a "used" marker, so a
+replay is told apart from a foreign ``state``). The verifier never leaves
+the server.
+
+Browsers: each login sets a new cookie; the store maps a digest of it to
+the browser's record (a server-side browser id and its pending logins,
+oldest first). A login bringing the browser's previous cookie moves that
+record to the new cookie, so the browser's other logins stay completable,
+and replaces the browser's older login of the same account.
+
+Bounds, whoever calls:
+
+- one pending login per (browser, account), and at most
+  `LOGINS_PER_BROWSER` per browser (the oldest goes);
+- at most ``max_pending`` entries in the store, used markers and expired
+  entries still kept included: beyond it `PendingStore.start` stores
+  nothing and says so (the login route answers 503 with ``Retry-After``);
+- an entry, its used marker and its browser record are kept until the
+  login's expiry plus `GRACE` (to answer "expired" or "replayed" rather than
+  "unknown"), then leave oldest first, a few at a time: no scan of the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import time
-import uuid
+from collections import OrderedDict
 from enum import Enum
-from pathlib import Path
 from typing import Any, Protocol
 
-import anyio
 import attrs
 
 __all__ = [
+    "DEFAULT_MAX_PENDING",
     "DEFAULT_PENDING_TTL",
-    "FilePendingStore",
+    "GRACE",
+    "LOGINS_PER_BROWSER",
     "MemoryPendingStore",
     "PendingLogin",
     "PendingStore",
-    "RedisPendingStore",
+    "StartPlan",
     "Taken",
+    "decode_entry",
+    "plan_start",
+    "record_browser",
+    "state_key",
 ]
 
 DEFAULT_PENDING_TTL = 600.0
-# How long a used or expired entry is remembered, to name a replay or an expiry.
-_MEMORY = 3600.0
-_USED = "used"
+# 10,000 logins waiting at once is far beyond onboarding traffic, and costs
+# about 7 MB in memory or in Redis.
+DEFAULT_MAX_PENDING = 10_000
+GRACE = 300.0
+LOGINS_PER_BROWSER = 16
+USED = "used"
 
 
 class Taken(Enum):
-    """Why `PendingStore.take` found no usable entry."""
+    """Why a store found no usable entry for a ``state``."""
 
     UNKNOWN = "unknown"
     USED = "used"
@@ -49,177 +72,207 @@ class Taken(Enum):
 
 @attrs.frozen(kw_only=True)
 class PendingLogin:
-    """One login between its redirect and its callback (the verifier is never shown)."""
+    """One login between its redirect and its callback (secrets never shown)."""
 
     account: str
     state: str = attrs.field(repr=False)
     code_verifier: str = attrs.field(repr=False)
     redirect_uri: str
-    session_digest: str = attrs.field(repr=False)
+    browser: str = attrs.field(repr=False)
     expires_at: float
 
-    def to_json(self) -> str:
-        return json.dumps(attrs.asdict(self))
+    @property
+    def keep_until(self) -> float:
+        """When the store lets go of this login (its used marker too)."""
+        return self.expires_at + GRACE
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> PendingLogin:
-        data: dict[str, Any] = json.loads(text)
-        return cls(**data)
+    def body(self) -> str:
+        """The stored form, without the state (the key is its digest) or the browser."""
+        return json.dumps(
+            {
+                "account": self.account,
+                "code_verifier": self.code_verifier,
+                "redirect_uri": self.redirect_uri,
+                "expires_at": self.expires_at,
+            }
+        )
 
 
 class PendingStore(Protocol):
-    """Where pending logins wait for their callback: `put`, one-time `take`, `aclose`."""
+    """Where pending logins wait for their callback.
 
-    async def put(self, pending: PendingLogin) -> None: ...
+    Cookies are passed as digests (`_session.cookie_digest`), never as values.
+    """
 
-    async def take(self, state: str) -> PendingLogin | Taken: ...
+    max_pending: int
+
+    async def start(self, login: PendingLogin, *, cookie: str, previous_cookie: str | None) -> bool:
+        """Store `login` for the browser now holding `cookie`; False: the store is full.
+
+        `previous_cookie` (the browser's earlier cookie, if it brought one)
+        names its record: it moves to `cookie`, keeping its browser id and
+        its other logins, and its login of the same account is replaced.
+        """
+        ...
+
+    async def browser(self, cookie: str) -> str | None:
+        """The browser id the cookie digest `cookie` belongs to (None: none)."""
+        ...
+
+    async def find(self, state: str) -> PendingLogin | Taken:
+        """The login of `state`, changing nothing."""
+        ...
+
+    async def take(self, state: str) -> PendingLogin | Taken:
+        """The login of `state`, once: it is marked used, atomically."""
+        ...
+
+    async def count(self) -> int:
+        """Entries held now (used markers and expired entries still kept included)."""
+        ...
 
     async def aclose(self) -> None: ...
 
 
-def _key(state: str) -> str:
-    # The state is a bearer of the login: stored by digest only.
+def state_key(state: str) -> str:
+    """The key of a login: the state is a bearer of the login, stored by digest only."""
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-def _judge(raw: str | bytes | None) -> PendingLogin | Taken:
+def decode_entry(raw: str | bytes | None, state: str, *, now: float) -> PendingLogin | Taken:
+    """A stored entry (``browser|body``, or the used marker) as a login or a reason."""
     if raw is None:
         return Taken.UNKNOWN
-    if raw in (_USED, _USED.encode()):
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text == USED:
         return Taken.USED
-    pending = PendingLogin.from_json(raw)
-    return Taken.EXPIRED if pending.expires_at <= time.time() else pending
+    browser, _, body = text.partition("|")
+    data: dict[str, Any] = json.loads(body)
+    login = PendingLogin(state=state, browser=browser, **data)
+    return Taken.EXPIRED if login.expires_at <= now else login
+
+
+def record_browser(raw: str | bytes | None) -> str | None:
+    """The browser id of a stored browser record."""
+    if raw is None:
+        return None
+    browser = json.loads(raw).get("browser")
+    return browser if isinstance(browser, str) else None
+
+
+@attrs.frozen
+class StartPlan:
+    """What a login changes: the entry to write, the record to write, the entries to drop."""
+
+    entry: str
+    record: str
+    drop: tuple[str, ...]
+
+
+def plan_start(login: PendingLogin, key: str, previous_record: str | bytes | None) -> StartPlan:
+    """The writes of `PendingStore.start`, for the stores that run them in Python.
+
+    `RedisPendingStore` runs the same steps in a server-side script.
+    """
+    browser, logins = login.browser, []
+    if previous_record is not None:
+        record = json.loads(previous_record)
+        browser, logins = record["browser"], record["logins"]
+    kept = [pair for pair in logins if pair[0] != login.account]
+    drop = [pair[1] for pair in logins if pair[0] == login.account]
+    while len(kept) >= LOGINS_PER_BROWSER:
+        drop.append(kept.pop(0)[1])
+    kept.append([login.account, key])
+    return StartPlan(
+        entry=f"{browser}|{login.body()}",
+        record=json.dumps({"browser": browser, "logins": kept}),
+        drop=tuple(drop),
+    )
+
+
+class _Expiring:
+    """A table whose entries leave in the order they were added, once their time has come.
+
+    Logins share one TTL, so insertion order is expiry order: pruning pops
+    from the front and stops at the first live entry.
+    """
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def prune(self, now: float) -> None:
+        items = self.items
+        while items:
+            key, (until, _) = next(iter(items.items()))
+            if until > now:
+                return
+            del items[key]
+
+    def get(self, key: str, now: float) -> str | None:
+        found = self.items.get(key)
+        return found[1] if found is not None and found[0] > now else None
 
 
 class MemoryPendingStore:
-    """Pending logins in this process only (one worker, tests)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"MemoryPendingStore(entries={len(self._entries)})"
-
-    def _prune(self) -> None:
-        now = time.time()
-        for key in [key for key, (until, _) in self._entries.items() if until <= now]:
-            del self._entries[key]
-
-    async def put(self, pending: PendingLogin) -> None:
-        self._prune()
-        self._entries[_key(pending.state)] = (pending.expires_at + _MEMORY, pending.to_json())
-
-    async def take(self, state: str) -> PendingLogin | Taken:
-        self._prune()
-        key = _key(state)
-        entry = self._entries.get(key)
-        if entry is None:
-            return Taken.UNKNOWN
-        self._entries[key] = (time.time() + _MEMORY, _USED)
-        return _judge(entry[1])
-
-    async def aclose(self) -> None:
-        self._entries.clear()
-
-
-class FilePendingStore:
-    """Pending logins as files (mode 0600) in a directory every worker of a machine shares.
-
-    `take` renames the entry's file to a name of its own (atomic: one taker
-    wins), reads it, and leaves a "used" marker behind.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def __repr__(self) -> str:
-        return f"FilePendingStore({str(self.directory)!r})"
-
-    def _put(self, pending: PendingLogin) -> None:
-        path = self.directory / f"{_key(pending.state)}.json"
-        temporary = self.directory / f".{uuid.uuid4().hex}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(pending.to_json())
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)
-        self._prune()
-
-    def _prune(self) -> None:
-        horizon = time.time() - _MEMORY
-        for path in self.directory.glob("*.json*"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < horizon:
-                    path.unlink()
-
-    def _take(self, state: str) -> PendingLogin | Taken:
-        key = _key(state)
-        path = self.directory / f"{key}.json"
-        taking = self.directory / f"{key}.json.taking"
-        used = self.directory / f"{key}.json.used"
-        try:
-            path.rename(taking)  # atomic: the source is gone for every other taker
-        except FileNotFoundError:
-            # The winner marks "used" before it lets go of "taking": look in that order.
-            return Taken.USED if taking.exists() or used.exists() else Taken.UNKNOWN
-        try:
-            raw = taking.read_text()
-        finally:
-            used.touch(mode=0o600)
-            taking.unlink()
-        return _judge(raw)
-
-    async def put(self, pending: PendingLogin) -> None:
-        await anyio.to_thread.run_sync(self._put, pending)
-
-    async def take(self, state: str) -> PendingLogin | Taken:
-        return await anyio.to_thread.run_sync(self._take, state)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class RedisPendingStore:
-    """Pending logins in Redis, shared by every worker: ``SET ... PX``, taken by ``SET ... GET``.
+    """Pending logins in this process only (one worker, tests).
 
     Args:
-        redis_or_url: A ``redis.asyncio`` client (never closed here) or a URL.
-        prefix: Keys are ``{prefix}:pending:{sha256(state)}``.
-
-    Asyncio only, like redis-py. Needs Redis 6.2 or later.
+        max_pending: The most entries it holds (see the module's bounds).
     """
 
-    def __init__(self, redis_or_url: Any, *, prefix: str = "wiser") -> None:
-        if isinstance(redis_or_url, str):
-            import redis.asyncio
-
-            self._redis: Any = redis.asyncio.Redis.from_url(redis_or_url)
-            self._owns = True
-        else:
-            self._redis, self._owns = redis_or_url, False
-        self.prefix = prefix
+    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.max_pending = max_pending
+        self._entries = _Expiring()
+        self._browsers = _Expiring()
 
     def __repr__(self) -> str:
-        return f"RedisPendingStore(prefix={self.prefix!r})"
+        return f"MemoryPendingStore(entries={len(self._entries.items)}, max={self.max_pending})"
 
-    def _redis_key(self, state: str) -> str:
-        return f"{self.prefix}:pending:{_key(state)}"
+    def _prune(self) -> float:
+        now = time.time()
+        self._entries.prune(now)
+        self._browsers.prune(now)
+        return now
 
-    async def put(self, pending: PendingLogin) -> None:
-        ttl = pending.expires_at - time.time() + _MEMORY
-        await self._redis.set(self._redis_key(pending.state), pending.to_json(), px=int(ttl * 1000))
+    async def start(self, login: PendingLogin, *, cookie: str, previous_cookie: str | None) -> bool:
+        now = self._prune()
+        previous = self._browsers.get(previous_cookie, now) if previous_cookie else None
+        key = state_key(login.state)
+        plan = plan_start(login, key, previous)
+        entries = self._entries.items
+        freed = sum(1 for dropped in plan.drop if dropped in entries)
+        if len(entries) - freed >= self.max_pending:
+            return False
+        for dropped in plan.drop:
+            entries.pop(dropped, None)
+        if previous_cookie:
+            self._browsers.items.pop(previous_cookie, None)
+        entries[key] = (login.keep_until, plan.entry)
+        self._browsers.items[cookie] = (login.keep_until, plan.record)
+        return True
+
+    async def browser(self, cookie: str) -> str | None:
+        return record_browser(self._browsers.get(cookie, self._prune()))
+
+    async def find(self, state: str) -> PendingLogin | Taken:
+        now = self._prune()
+        return decode_entry(self._entries.get(state_key(state), now), state, now=now)
 
     async def take(self, state: str) -> PendingLogin | Taken:
-        # One round trip, atomic: whoever gets the entry leaves "used" behind.
-        old = await self._redis.set(self._redis_key(state), _USED, px=int(_MEMORY * 1000), get=True)
-        if old is None:
-            # Nothing was there: do not leave a marker that calls a foreign state "used".
-            await self._redis.delete(self._redis_key(state))
-        judged: PendingLogin | Taken = _judge(old)
-        return judged
+        now = self._prune()
+        key = state_key(state)
+        raw = self._entries.get(key, now)
+        found = decode_entry(raw, state, now=now)
+        if isinstance(found, PendingLogin):
+            self._entries.items[key] = (found.keep_until, USED)
+        return found
+
+    async def count(self) -> int:
+        self._prune()
+        return len(self._entries.items)
 
     async def aclose(self) -> None:
-        if self._owns:
-            await self._redis.aclose()
+        self._entries.items.clear()
+        self._browsers.items.clear()

@@ -2,7 +2,11 @@
 
 ::
 
-    wiser = Wiser(oauth=make_oauth, pending=lambda: RedisPendingStore(REDIS), success_url="/")
+    def authorize(request: Request, account: str) -> bool:
+        user = request.session.get("user")  # the application's own login
+        return user is not None and account in ACCOUNTS_OF[user]
+
+    wiser = Wiser(oauth=make_oauth, authorize=authorize, pending=lambda: RedisPendingStore(REDIS))
     app = FastAPI(lifespan=wiser.lifespan)
     wiser.setup(app)  # GET /wiser/login/{account}, GET /wiser/callback, error handlers
 
@@ -24,23 +28,52 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from .. import AsyncWiserClient
 from ..errors import WiserError
-from ._core import WebCore, error_page
-from ._http_errors import LoginError, http_answer
-from ._pending import FilePendingStore, MemoryPendingStore, PendingStore, RedisPendingStore
-from ._session import SESSION_COOKIE
+from ._access_log import ASGI_ACCESS_LOGGERS, OAuthQueryFilter, install_access_log_filter
+from ._authorize import allow_any_account
+from ._core import LoginCookie, WebCore, error_page
+from ._http_errors import (
+    ACCOUNT_RULE,
+    AccountRefused,
+    AuthorizeFailed,
+    BadAccountKey,
+    LoginError,
+    WebError,
+)
+from ._pending import MemoryPendingStore, PendingStore
+from ._pending_file import FilePendingStore
+from ._pending_redis import RedisPendingStore
 
 __all__ = [
+    "ACCOUNT_RULE",
+    "AccountRefused",
+    "AuthorizeFailed",
+    "BadAccountKey",
     "FilePendingStore",
     "LoginError",
     "MemoryPendingStore",
+    "OAuthQueryFilter",
     "PendingStore",
     "RedisPendingStore",
+    "WebError",
     "Wiser",
+    "allow_any_account",
 ]
 
 
+def _set_cookie(response: Response, cookie: LoginCookie) -> None:
+    response.set_cookie(
+        cookie.name,
+        cookie.value,
+        max_age=cookie.max_age,
+        path=cookie.path,
+        httponly=True,
+        samesite="lax",
+        secure=cookie.secure,
+    )
+
+
 class Wiser(WebCore):
-    """The Wiser integration of a FastAPI app (options: see `WebCore`)."""
+    """The Wiser integration of a FastAPI app (options: `WebCore`; ``authorize=`` is required)."""
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -50,19 +83,38 @@ class Wiser(WebCore):
             yield
 
     def setup(self, app: FastAPI, *, prefix: str = "/wiser") -> None:
-        """Add the login and callback routes under `prefix`, and the error handlers."""
+        """Add the login and callback routes under `prefix`, and the error handler.
+
+        Also masks ``code`` and ``state`` in the access logs of uvicorn,
+        hypercorn and gunicorn (`OAuthQueryFilter`).
+        """
         app.include_router(self.router(prefix=prefix))
         app.add_exception_handler(WiserError, self._handle)
+        install_access_log_filter(ASGI_ACCESS_LOGGERS)
 
     async def _handle(self, request: Request, error: Exception) -> Response:
-        answer = http_answer(error)
-        if answer is None:
+        answered = self.answer(error, method=request.method, path=request.url.path)
+        if answered is None:
             raise error
-        return JSONResponse(answer.to_json(), answer.status, headers=answer.headers)
+        answer, request_id = answered
+        headers = {**answer.headers, "X-Request-ID": request_id}
+        return JSONResponse(answer.to_json(request_id), answer.status, headers=headers)
 
-    def account_client(self, account: str) -> AsyncWiserClient:
-        """A dependency: the client of the path's ``{account}`` (400 for a malformed key)."""
-        return self.client_for(account)
+    def _page(self, request: Request, error: WiserError) -> Response:
+        answered = self.answer(error, method=request.method, path=request.url.path)
+        if answered is None:
+            raise error
+        answer, request_id = answered
+        headers = {**answer.headers, "X-Request-ID": request_id}
+        return HTMLResponse(error_page(answer, request_id), answer.status, headers=headers)
+
+    async def account_client(self, request: Request, account: str) -> AsyncWiserClient:
+        """A dependency: the client of the path's ``{account}``, once ``authorize`` allowed it.
+
+        400 for a key that breaks the account-key rule, 403 when ``authorize``
+        says no, 500 when it raises.
+        """
+        return await self.client_for(request, account)
 
     def router(self, *, prefix: str = "/wiser") -> APIRouter:
         """``GET {prefix}/login/{account}`` (302 to authorize) and ``{prefix}/callback``."""
@@ -70,35 +122,27 @@ class Wiser(WebCore):
 
         @router.get("/login/{account}", name="wiser_login")
         async def login(request: Request, account: str) -> Response:
-            start = await self.start_login(account, session_id=request.cookies.get(SESSION_COOKIE))
-            response = RedirectResponse(start.url, status_code=302)
-            cookie = self.login_cookie(start, path=prefix, https=request.url.scheme == "https")
-            if cookie is not None:
-                response.set_cookie(
-                    SESSION_COOKIE,
-                    cookie.value,
-                    max_age=cookie.max_age,
-                    path=cookie.path,
-                    httponly=True,
-                    samesite="lax",
-                    secure=cookie.secure,
+            try:
+                start = await self.start_login(
+                    request, account, cookie=request.cookies.get(self.cookie_name)
                 )
+            except WiserError as error:
+                return self._page(request, error)
+            response = RedirectResponse(start.url, status_code=302)
+            _set_cookie(response, start.cookie)
             return response
 
         @router.get("/callback", name="wiser_callback")
         async def callback(request: Request) -> Response:
             try:
                 account = await self.finish_login(
+                    request,
                     str(request.url),
                     request.query_params.get("state"),
-                    session_id=request.cookies.get(SESSION_COOKIE),
+                    cookie=request.cookies.get(self.cookie_name),
                 )
             except WiserError as error:
-                answer = http_answer(error)
-                if answer is None:
-                    raise
-                page = error_page(answer.title, answer.detail)
-                return HTMLResponse(page, answer.status, headers=answer.headers)
+                return self._page(request, error)
             return RedirectResponse(self.success_location(account), status_code=302)
 
         return router
