@@ -1,11 +1,12 @@
 """The FastAPI example under load: 2 uvicorn workers, short-lived tokens, refreshes.
 
 Real processes: the sandbox (`SandboxProcess`, access tokens of 4 s),
-``uvicorn --workers 2``, a real Redis. Three customers log in through the
-app, then 8 browsers, each on one keep-alive connection pinned to a worker,
-call the devices route for 20 s. Every answer must be a 200, and the tokens,
-refreshed by whichever worker needs them, must be refreshed once each: the
-sandbox rotates refresh tokens, so a second refresh would be an invalid_grant.
+``uvicorn --workers 2``, a real Redis. The app user alice connects three
+customers through the app, then 8 browsers signed in as her, each on one
+keep-alive connection pinned to a worker, call the devices route for 20 s.
+Every answer must be a 200, and the tokens, refreshed by whichever worker
+needs them, must be refreshed once each: the sandbox rotates refresh
+tokens, so a second refresh would be an invalid_grant.
 """
 
 from __future__ import annotations
@@ -19,15 +20,9 @@ import httpx2
 import pytest
 
 from tests.support import consent
-from tests.test_integrations_web import (
-    CUSTOMERS,
-    login,
-    pinned_connections,
-    serve_app,
-    two_workers,
-)
+from tests.test_integrations_web import CUSTOMERS
+from tests.web_support import Browser, browsers, serve_app, two_workers
 from token_stores import RedisTokenStore
-from wiser_async.integrations._session import SESSION_COOKIE
 from wiser_async.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.asyncio_only
@@ -46,21 +41,8 @@ def sandbox_process() -> Iterator[SandboxProcess]:
 
 @pytest.fixture
 def server(sandbox_process: SandboxProcess, redis_url: str) -> Iterator[tuple[str, str]]:
-    with serve_app("fastapi", sandbox_process, redis_url, "load") as served:
-        yield served
-
-
-async def browsers(origin: str, per_worker: int) -> dict[str, list[httpx2.AsyncClient]]:
-    """`per_worker` clients of one keep-alive connection each, on each of the two workers."""
-    found: dict[str, list[httpx2.AsyncClient]] = {}
-    async for worker, client in pinned_connections(origin):
-        if (worker not in found and len(found) == 2) or len(found.get(worker, ())) == per_worker:
-            await client.aclose()
-        else:
-            found.setdefault(worker, []).append(client)
-        if len(found) == 2 and all(len(pinned) == per_worker for pinned in found.values()):
-            return found
-    raise AssertionError(f"did not reach two workers {per_worker} times each: {found}")
+    with serve_app("fastapi", sandbox_process, redis_url, "load") as (origin, prefix, _):
+        yield origin, prefix
 
 
 @pytest.mark.slow
@@ -69,22 +51,24 @@ async def test_devices_under_load_across_workers(
     server: tuple[str, str], sandbox_process: SandboxProcess, redis_url: str
 ) -> None:
     origin, prefix = server
-    workers = await two_workers(origin)
-    (first, a), (second, b) = workers.items()
+    a, b = await two_workers(origin, "fastapi")
     store = RedisTokenStore(redis_url, prefix=prefix)
-    clients: list[httpx2.AsyncClient] = list(workers.values())
+    clients: list[Browser] = [a, b]
     try:
         # Three customers log in: the login on one worker, the callback on the other.
+        await a.sign_in("alice")
+        b.user, b.cookies = a.user, a.cookies  # the same browser, on the other worker
         for account in CUSTOMERS:
-            url, cookie, worker = await login(a, account)
-            assert worker == first
-            done = await b.get(await consent(url), headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+            url, _ = await a.login(account)
+            done = await b.get(await consent(url))
             assert done.status_code == 302, done.text
-            assert done.headers["x-worker"] == second
+            assert done.headers["x-worker"] == b.worker != a.worker
             assert done.headers["location"] == f"/customers/{account}/devices"
         assert set(await store.keys()) == set(CUSTOMERS)
-        pinned = await browsers(origin, BROWSERS // 2)
+        pinned = await browsers(origin, "fastapi", BROWSERS // 2)
         clients += [client for group in pinned.values() for client in group]
+        for client in clients[2:]:
+            await client.sign_in("alice")
         before = sandbox_process.stats()
         assert before.token_errors == {}, before.token_errors
         sandbox_process.reset_stats()  # count the load's refreshes only
@@ -93,7 +77,7 @@ async def test_devices_under_load_across_workers(
         failures: list[str] = []
         loaders = [client for group in zip(*pinned.values(), strict=True) for client in group]
 
-        async def load(index: int, client: httpx2.AsyncClient, deadline: float) -> None:
+        async def load(index: int, client: Browser, deadline: float) -> None:
             turn = index
             while time.monotonic() < deadline:
                 account = CUSTOMERS[turn % len(CUSTOMERS)]
@@ -104,7 +88,7 @@ async def test_devices_under_load_across_workers(
                     failures.append(f"{account}: {exc!r}")
                     continue
                 served[answer.headers.get("x-worker", "?")] += 1
-                if answer.status_code != 200 or not answer.json():
+                if answer.status_code != 200 or not answer.json()["devices"]:
                     failures.append(f"{account}: {answer.status_code} {answer.text[:200]}")
 
         start = time.monotonic()
@@ -128,7 +112,7 @@ async def test_devices_under_load_across_workers(
             f"token errors {stats.token_errors}; reuse {stats.refresh_reuse_detected}"
         )
         assert failures == [], failures[:10]
-        assert set(served) == set(pinned) == {first, second}, served
+        assert set(served) == set(pinned) == {a.worker, b.worker}, served
         assert all(count > 0 for count in served.values()), served
         assert stats.token_errors == {}, stats.token_errors  # no invalid_grant
         assert stats.refresh_reuse_detected == 0

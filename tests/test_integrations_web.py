@@ -2,33 +2,30 @@
 
 Real processes: the sandbox (`SandboxProcess`), ``uvicorn --workers 2`` for
 FastAPI, two aiohttp processes on one port (SO_REUSEPORT), a real Redis.
-The test's browser pins keep-alive connections to known workers (each
+Each test browser keeps one keep-alive connection to a known worker (each
 answer names its worker in ``X-Worker``, added by tests/web_apps.py), so a
-login and its callback land on different workers.
+login and its callback land on different workers. The app user is alice
+(tests/web_support.py), who may act for acme, globex and hooli.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterator
 
-import httpx2
+import anyio
 import pytest
 
-from tests.support import CLIENT_SECRET, consent, free_port
+from tests.support import consent
+from tests.web_support import LOGIN_COOKIE, Browser, serve_app, two_workers
 from token_stores import RedisTokenStore
-from wiser_async.integrations._pending import PendingLogin, RedisPendingStore
-from wiser_async.integrations._session import SESSION_COOKIE, new_session_id, session_digest
+from wiser_async.integrations._pending import PendingLogin
+from wiser_async.integrations._session import cookie_digest, new_browser_id, new_cookie
+from wiser_async.integrations.fastapi import RedisPendingStore
 from wiser_async.sandbox import SandboxProcess
 
-ROOT = Path(__file__).parent.parent
-CUSTOMERS = ("acme", "globex", "initech")
+CUSTOMERS = ("acme", "globex", "hooli")
 pytestmark = [pytest.mark.asyncio_only, pytest.mark.timeout(120)]
 
 
@@ -38,110 +35,12 @@ def sandbox_process() -> Iterator[SandboxProcess]:
         yield process
 
 
-@contextmanager
-def serve_app(
-    kind: str, sandbox_process: SandboxProcess, redis_url: str, label: str
-) -> Iterator[tuple[str, str]]:
-    """An example app in two worker processes on one port: its origin and token-key prefix.
-
-    ``fastapi``: ``uvicorn --workers 2``; ``aiohttp``: two processes sharing the
-    port (SO_REUSEPORT). Whatever they wrote to stderr must hold no secret.
-    """
-    port, prefix = free_port(), f"{label}-{uuid.uuid4().hex[:12]}"
-    origin = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "WISER_PREFIX": prefix,
-        "WISER_SANDBOX": sandbox_process.urls.origin,
-        "WISER_PUBLIC_URL": origin,
-    }
-    if kind == "fastapi":
-        commands = [
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.web_apps:fastapi_app",
-                "--workers",
-                "2",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ]
-        ]
-    else:
-        commands = [[sys.executable, "-m", "tests.web_apps", "--port", str(port)]] * 2
-    processes = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        for command in commands
-    ]
-    try:
-        yield origin, prefix
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                _, err = process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                _, err = process.communicate()
-            assert CLIENT_SECRET not in err
-
-
 @pytest.fixture(params=["fastapi", "aiohttp"])
 def server(
     request: pytest.FixtureRequest, sandbox_process: SandboxProcess, redis_url: str
-) -> Iterator[tuple[str, str]]:
-    with serve_app(request.param, sandbox_process, redis_url, "web") as served:
-        yield served
-
-
-async def pinned_connections(origin: str) -> AsyncIterator[tuple[str, httpx2.AsyncClient]]:
-    """Clients of one keep-alive connection each, with the worker each one reached."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        client = httpx2.AsyncClient(
-            base_url=origin, limits=httpx2.Limits(max_connections=1), timeout=20
-        )
-        try:
-            answer = await client.get("/wiser/nothing-here")
-        except httpx2.TransportError:
-            await client.aclose()
-            await _pause()
-            continue
-        yield answer.headers["x-worker"], client
-
-
-async def _pause() -> None:
-    import anyio
-
-    await anyio.sleep(0.1)
-
-
-async def two_workers(origin: str) -> dict[str, httpx2.AsyncClient]:
-    found: dict[str, httpx2.AsyncClient] = {}
-    async for worker, client in pinned_connections(origin):
-        if worker in found or len(found) == 2:
-            await client.aclose()
-        else:
-            found[worker] = client
-        if len(found) == 2:
-            return found
-    raise AssertionError("did not reach two workers")
-
-
-async def login(browser: httpx2.AsyncClient, account: str) -> tuple[str, str, str]:
-    """The login's authorization URL, the session cookie and the worker that answered."""
-    answer = await browser.get(f"/wiser/login/{account}")
-    assert answer.status_code == 302, answer.text
-    cookie = answer.cookies.get(SESSION_COOKIE) or browser.cookies[SESSION_COOKIE]
-    assert "code_challenge" in answer.headers["location"]
-    return answer.headers["location"], cookie, answer.headers["x-worker"]
+) -> Iterator[tuple[str, str, str]]:
+    with serve_app(request.param, sandbox_process, redis_url, "web") as (origin, prefix, _):
+        yield request.param, origin, prefix
 
 
 async def grants(store: RedisTokenStore) -> dict[str, str]:
@@ -153,25 +52,27 @@ async def grants(store: RedisTokenStore) -> dict[str, str]:
     return found
 
 
-async def test_logins_callbacks_and_devices_across_workers(server: tuple[str, str]) -> None:
-    origin, prefix = server
-    workers = await two_workers(origin)
-    (first, a), (second, b) = workers.items()
-    store = RedisTokenStore(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), prefix=prefix)
+async def test_logins_callbacks_and_devices_across_workers(
+    server: tuple[str, str, str], redis_url: str
+) -> None:
+    kind, origin, prefix = server
+    a, b = await two_workers(origin, kind)
+    await a.sign_in("alice")
+    b.user, b.cookies = a.user, a.cookies  # the same browser, on the other worker
+    store = RedisTokenStore(redis_url, prefix=prefix)
     try:
         callbacks = {}
         for account in CUSTOMERS:
-            url, cookie, worker = await login(a, account)
-            assert worker == first
+            url, cookie = await a.login(account)
             callback = await consent(url)
-            done = await b.get(callback, headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+            done = await b.get(callback)
             assert done.status_code == 302, done.text
-            assert done.headers["x-worker"] == second != worker
+            assert done.headers["x-worker"] == b.worker != a.worker
             assert done.headers["location"] == f"/customers/{account}/devices"
             devices = await a.get(done.headers["location"])
             assert devices.status_code == 200, devices.text
-            assert devices.json()
-            assert "id" in devices.json()[0]
+            assert devices.json()["complete"]
+            assert "id" in devices.json()["devices"][0]
             callbacks[account] = (callback, cookie)
         summary = (await b.get("/portfolio")).json()
         assert set(summary["accounts"]) == set(CUSTOMERS)
@@ -182,46 +83,51 @@ async def test_logins_callbacks_and_devices_across_workers(server: tuple[str, st
         # A replayed callback, on the other worker too.
         callback, cookie = callbacks["acme"]
         for browser in (a, b):
-            replay = await browser.get(callback, headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+            replay = await browser.get(callback, cookies={LOGIN_COOKIE: cookie})
             assert replay.status_code == 409, replay.text
             assert "already" in replay.text
             assert "code=" not in replay.text
         # A state this backend never issued.
-        foreign = await b.get(
-            "/wiser/callback?code=forged&state=" + uuid.uuid4().hex,
-            headers={"cookie": f"{SESSION_COOKIE}={cookie}"},
-        )
+        foreign = await b.get("/wiser/callback?code=forged&state=" + uuid.uuid4().hex)
         assert foreign.status_code == 400
         assert "not known" in foreign.text
-        # A callback from another browser session than its login's.
-        url, _, _ = await login(a, "globex")
+        # A callback from another browser than its login's, then without a cookie:
+        # both refused, and the login is still its own browser's.
+        url, _ = await a.login("globex")
         stolen = await consent(url)
-        other = await b.get(stolen, headers={"cookie": f"{SESSION_COOKIE}={new_session_id()}"})
-        assert other.status_code == 403
-        assert "another browser" in other.text
-        none = await b.get(stolen)
-        assert none.status_code in (403, 409)
-        # A pending login past its TTL.
-        session = new_session_id()
-        pending = RedisPendingStore(
-            os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), prefix=prefix
-        )
-        await pending.put(
-            PendingLogin(
-                account="initech",
-                state="expired-state",
-                code_verifier="v" * 64,
-                redirect_uri=f"{origin}/wiser/callback",
-                session_digest=session_digest(session),
-                expires_at=time.time() - 1,
+        other = Browser(b.client, b.worker, kind)
+        await other.sign_in("alice")
+        await other.login("hooli")  # a login cookie of its own
+        refused = await other.get(stolen)
+        assert refused.status_code == 403
+        assert "browser" in refused.text
+        none = await b.get(stolen, cookies={})
+        assert none.status_code == 403
+        done = await b.get(stolen)
+        assert done.status_code == 302, done.text
+        before = await grants(store)
+        # A pending login past its TTL, stored as the app would have.
+        cookie = new_cookie()
+        pending = RedisPendingStore(redis_url, prefix=prefix)
+        try:
+            assert await pending.start(
+                PendingLogin(
+                    account="hooli",
+                    state="expired-state",
+                    code_verifier="v" * 64,
+                    redirect_uri=f"{origin}/wiser/callback",
+                    browser=new_browser_id(),
+                    expires_at=time.time() - 1,
+                ),
+                cookie=cookie_digest(cookie),
+                previous_cookie=None,
             )
-        )
-        await pending.aclose()
+        finally:
+            await pending.aclose()
         expired = await a.get(
-            "/wiser/callback?code=c&state=expired-state",
-            headers={"cookie": f"{SESSION_COOKIE}={session}"},
+            "/wiser/callback?code=c&state=expired-state", cookies={LOGIN_COOKIE: cookie}
         )
-        assert expired.status_code == 410
+        assert expired.status_code == 410, expired.text
         assert "expired" in expired.text
         assert await grants(store) == before
 
@@ -235,10 +141,10 @@ async def test_logins_callbacks_and_devices_across_workers(server: tuple[str, st
                     assert answer.json()["error"] == "log in again"
                     break
                 assert time.monotonic() < deadline, answer.text
-                await _pause()
+                await anyio.sleep(0.1)
     finally:
         for key in await store.keys():
             await store.delete(key)
         await store.aclose()
-        for browser in workers.values():
+        for browser in (a, b):
             await browser.aclose()

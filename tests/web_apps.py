@@ -2,12 +2,14 @@
 
 ``uvicorn tests.web_apps:fastapi_app --workers 2`` and
 ``python -m tests.web_apps --port P`` (aiohttp, SO_REUSEPORT) run the
-examples' own apps; only the header is added.
+examples' own apps; only the header is added, and for aiohttp the log level
+(``WEB_APPS_LOG_LEVEL``: ``info`` shows its access log).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Awaitable, Callable
 
@@ -43,6 +45,7 @@ def make_aiohttp_app() -> web.Application:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    logging.basicConfig(level=os.environ.get("WEB_APPS_LOG_LEVEL", "warning").upper())
     web.run_app(
         make_aiohttp_app(),
         host="127.0.0.1",
