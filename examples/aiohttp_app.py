@@ -12,8 +12,10 @@ Run two processes on one port (SO_REUSEPORT) against the sandbox and Redis::
 
     wiser-async sandbox --port 8089 &
     export EXAMPLE_USERS='alice:alice-password:acme,globex bob:bob-password:initech'
-    WISER_SANDBOX=http://127.0.0.1:8089 python -m examples.aiohttp_app --port 8001 &
-    WISER_SANDBOX=http://127.0.0.1:8089 python -m examples.aiohttp_app --port 8001 &
+    export WISER_SANDBOX=http://127.0.0.1:8089
+    export WISER_PUBLIC_URL=http://127.0.0.1:8001
+    python -m examples.aiohttp_app --port 8001 &
+    python -m examples.aiohttp_app --port 8001 &
 
 then open http://127.0.0.1:8001/wiser/login/acme as alice. The access log
 (INFO, on standard error) shows every request, callbacks with ``code`` and
