@@ -8,7 +8,8 @@ Keys (one hash tag, so a Redis Cluster keeps them on one node):
   leave; it counts them for the cap, and its expired members are removed at
   each login (only those: ``ZREMRANGEBYSCORE``).
 
-Every key has a TTL: nothing outlives its login by more than `GRACE`.
+Every key has a TTL, the index that of its newest login: nothing outlives
+its login by more than `GRACE`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ table.insert(kept, {account, key})
 local ttl = math.max(1, math.ceil((keep_until - now) * 1000))
 redis.call('SET', login, browser .. '|' .. ARGV[4], 'PX', ttl)
 redis.call('ZADD', index, keep_until, key)
+redis.call('PEXPIRE', index, ttl)  -- logins share one TTL: the newest is the last to leave
 redis.call('SET', browser_key, cjson.encode({browser = browser, logins = kept}), 'PX', ttl)
 return 1
 """
