@@ -201,6 +201,7 @@ MODULES = (
     "benchmarks.shared_rate",
     "benchmarks.construction",
     "benchmarks.distributed",
+    "benchmarks.pending",
 )
 """The modules whose import registers benchmarks, in run order: add new ones here."""
 

@@ -55,7 +55,7 @@ __all__ = [
 
 DEFAULT_PENDING_TTL = 600.0
 # 10,000 logins waiting at once is far beyond onboarding traffic, and costs
-# about 7 MB in memory or in Redis.
+# about 11 MB in memory (measured) or 7 MB in Redis.
 DEFAULT_MAX_PENDING = 10_000
 GRACE = 300.0
 LOGINS_PER_BROWSER = 16
