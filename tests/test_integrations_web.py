@@ -74,9 +74,12 @@ async def test_logins_callbacks_and_devices_across_workers(
             assert devices.json()["complete"]
             assert "id" in devices.json()["devices"][0]
             callbacks[account] = (callback, cookie)
+        # The portfolio covers alice's accounts: umbrella is not connected yet.
         summary = (await b.get("/portfolio")).json()
-        assert set(summary["accounts"]) == set(CUSTOMERS)
-        assert summary["complete"]
+        assert set(summary["accounts"]) == {*CUSTOMERS, "umbrella"}
+        assert all(summary["accounts"][account]["devices"] for account in CUSTOMERS)
+        assert not summary["complete"]
+        assert {failure["account"] for failure in summary["failures"]} == {"umbrella"}
         before = await grants(store)
         assert set(before) == set(CUSTOMERS)
 
