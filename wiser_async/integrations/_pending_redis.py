@@ -160,12 +160,12 @@ class RedisPendingStore:
         # One command, atomic: whoever gets the entry leaves "used" behind, for
         # as long as the entry would have stayed; nothing is written for a
         # state never issued (XX).
-        raw = await self._call(
-            self._redis.set(
-                self._login_key(state_key(state)), USED, xx=True, get=True, keepttl=True
-            )
-        )
-        return decode_entry(raw, state, now=time.time())
+        key = self._login_key(state_key(state))
+        raw = await self._call(self._redis.set(key, USED, xx=True, get=True, keepttl=True))
+        found = decode_entry(raw, state, now=time.time())
+        if found is Taken.EXPIRED:  # an expired login stays "expired", as in the other stores
+            await self._call(self._redis.set(key, raw, xx=True, keepttl=True))
+        return found
 
     async def count(self) -> int:
         index = f"{self._base}:index"
