@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import consent
 from tests.test_integrations_web import CUSTOMERS
-from tests.web_support import Browser, browsers, serve_app, two_workers
+from tests.web_support import Browser, browsers, forget, serve_app, two_workers
 from token_stores import RedisTokenStore
 from wiser_async.sandbox import SandboxProcess
 
@@ -119,8 +119,7 @@ async def test_devices_under_load_across_workers(
         assert refreshes >= len(CUSTOMERS), stats.token_requests  # refreshed during the run
         assert refreshes <= bound, f"{refreshes} refreshes, at most {bound:.1f} allowed"
     finally:
-        for key in await store.keys():
-            await store.delete(key)
         await store.aclose()
+        await forget(redis_url, prefix)
         for client in clients:
             await client.aclose()

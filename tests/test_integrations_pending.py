@@ -56,24 +56,30 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+async def opened(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, max_pending: int
+) -> AsyncIterator[PendingStore]:
+    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    made = make_store(kind, tmp_path, redis_url, max_pending)
+    yield made
+    await made.aclose()
+
+
 @pytest.fixture
 async def store(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[PendingStore]:
-    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
-    made = make_store(kind, tmp_path, redis_url, 10_000)
-    yield made
-    await made.aclose()
+    async for made in opened(kind, tmp_path, request, 10_000):
+        yield made
 
 
 @pytest.fixture
 async def small_store(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[PendingStore]:
-    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
-    made = make_store(kind, tmp_path, redis_url, 5)
-    yield made
-    await made.aclose()
+    """A store of 5 entries at most."""
+    async for made in opened(kind, tmp_path, request, 5):
+        yield made
 
 
 @pytest.mark.timeout(20)

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from tests.support import consent
-from tests.web_support import LOGIN_COOKIE, Browser, serve_app, two_workers
+from tests.web_support import LOGIN_COOKIE, Browser, fingerprints, forget, serve_app, two_workers
 from token_stores import RedisTokenStore
 from wiser_async.integrations._pending import PendingLogin
 from wiser_async.integrations._session import cookie_digest, new_browser_id, new_cookie
@@ -41,15 +41,6 @@ def server(
 ) -> Iterator[tuple[str, str, str]]:
     with serve_app(request.param, sandbox_process, redis_url, "web") as (origin, prefix, _):
         yield request.param, origin, prefix
-
-
-async def grants(store: RedisTokenStore) -> dict[str, str]:
-    found = {}
-    for key in await store.keys():
-        token = await store.load(key)
-        assert token is not None
-        found[key] = token.fingerprint
-    return found
 
 
 async def test_logins_callbacks_and_devices_across_workers(
@@ -80,7 +71,7 @@ async def test_logins_callbacks_and_devices_across_workers(
         assert all(summary["accounts"][account]["devices"] for account in CUSTOMERS)
         assert not summary["complete"]
         assert {failure["account"] for failure in summary["failures"]} == {"umbrella"}
-        before = await grants(store)
+        before = await fingerprints(store)
         assert set(before) == set(CUSTOMERS)
 
         # A replayed callback, on the other worker too.
@@ -108,7 +99,7 @@ async def test_logins_callbacks_and_devices_across_workers(
         assert none.status_code == 403
         done = await b.get(stolen)
         assert done.status_code == 302, done.text
-        before = await grants(store)
+        before = await fingerprints(store)
         # A pending login past its TTL, stored as the app would have.
         cookie = new_cookie()
         pending = RedisPendingStore(redis_url, prefix=prefix)
@@ -132,7 +123,7 @@ async def test_logins_callbacks_and_devices_across_workers(
         )
         assert expired.status_code == 410, expired.text
         assert "expired" in expired.text
-        assert await grants(store) == before
+        assert await fingerprints(store) == before
 
         # Revocation: both workers say "log in again" soon after a delete.
         assert await store.delete("acme")
@@ -146,8 +137,7 @@ async def test_logins_callbacks_and_devices_across_workers(
                 assert time.monotonic() < deadline, answer.text
                 await anyio.sleep(0.1)
     finally:
-        for key in await store.keys():
-            await store.delete(key)
         await store.aclose()
+        await forget(redis_url, prefix)
         for browser in (a, b):
             await browser.aclose()

@@ -26,7 +26,7 @@ import httpx2
 import pytest
 
 from tests.support import consent, free_port, start_redis
-from tests.web_support import LOGIN_COOKIE, Browser, browsers, serve_app
+from tests.web_support import LOGIN_COOKIE, Browser, browsers, fingerprints, serve_app
 from token_stores import RedisTokenStore
 from wiser_async.integrations.fastapi import RedisPendingStore
 from wiser_async.sandbox import SandboxProcess
@@ -51,15 +51,6 @@ def ids_in(value: Any) -> set[str]:
     elif isinstance(value, list):
         for item in value:
             found |= ids_in(item)
-    return found
-
-
-async def fingerprints(store: RedisTokenStore) -> dict[str, str]:
-    found = {}
-    for key in await store.keys():
-        token = await store.load(key)
-        assert token is not None
-        found[key] = token.fingerprint
     return found
 
 

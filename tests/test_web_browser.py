@@ -35,8 +35,7 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.web_support import LOGIN_COOKIE, USERS, serve_app
-from token_stores import RedisTokenStore
+from tests.web_support import LOGIN_COOKIE, USERS, forget, serve_app
 from wiser_async.sandbox import SandboxProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,15 +85,6 @@ def wait_until_serving(origin: str) -> None:
             time.sleep(0.1)
 
 
-async def forget_grants(redis_url: str, prefix: str) -> None:
-    store = RedisTokenStore(redis_url, prefix=prefix)
-    try:
-        for key in await store.keys():
-            await store.delete(key)
-    finally:
-        await store.aclose()
-
-
 class App(NamedTuple):
     """Where the example serves, and the sandbox's authorization page it sends browsers to."""
 
@@ -110,7 +100,7 @@ def app(sandbox_process: SandboxProcess, redis_url: str) -> Iterator[App]:
             wait_until_serving(origin)
             yield App(origin, sandbox_process.urls.authorize_url)
         finally:
-            anyio.run(forget_grants, redis_url, prefix)
+            anyio.run(forget, redis_url, prefix)
 
 
 @pytest.fixture

@@ -46,8 +46,7 @@ import httpx2
 import pytest
 
 from tests.support import CLIENT_SECRET, consent, free_port
-from tests.web_support import LOGIN_COOKIE, Browser
-from token_stores import RedisTokenStore
+from tests.web_support import LOGIN_COOKIE, Browser, forget
 
 pytestmark = [pytest.mark.asyncio_only, pytest.mark.timeout(60)]
 
@@ -359,25 +358,6 @@ async def drive(kind: str, run: Run) -> None:
         assert forged.status_code == 400, forged.status_code
     finally:
         await browser.aclose()
-
-
-async def forget(redis_url: str, prefix: str) -> None:
-    """Delete the run's grants, then whatever else it left under its prefix (pending logins)."""
-    from redis.asyncio import Redis
-
-    store = RedisTokenStore(redis_url, prefix=prefix)
-    try:
-        for key in await store.keys():
-            await store.delete(key)
-    finally:
-        await store.aclose()
-    raw = Redis.from_url(redis_url)
-    try:
-        left = [key async for key in raw.scan_iter(match=f"{prefix}:*")]
-        if left:
-            await raw.delete(*left)
-    finally:
-        await raw.aclose()
 
 
 @pytest.mark.parametrize("kind", ["fastapi", "aiohttp"])

@@ -31,6 +31,7 @@ import anyio
 import httpx2
 
 from tests.support import CLIENT_SECRET, free_port
+from token_stores import RedisTokenStore
 from wiser_async.integrations._session import SECURE_LOGIN_COOKIE
 from wiser_async.sandbox import SandboxProcess
 
@@ -113,6 +114,35 @@ def serve_app(
                 output.seek(0)
                 logs.append(output.read())
     assert all(CLIENT_SECRET not in log for log in logs)
+
+
+async def fingerprints(store: RedisTokenStore) -> dict[str, str]:
+    """The stored grants, each by its fingerprint (to show none changed)."""
+    found = {}
+    for key in await store.keys():
+        token = await store.load(key)
+        assert token is not None
+        found[key] = token.fingerprint
+    return found
+
+
+async def forget(redis_url: str, prefix: str) -> None:
+    """Delete what an app left under `prefix`: its grants, then anything else (pending logins)."""
+    from redis.asyncio import Redis
+
+    store = RedisTokenStore(redis_url, prefix=prefix)
+    try:
+        for key in await store.keys():
+            await store.delete(key)
+    finally:
+        await store.aclose()
+    raw = Redis.from_url(redis_url)
+    try:
+        left = [key async for key in raw.scan_iter(match=f"{prefix}:*")]
+        if left:
+            await raw.delete(*left)
+    finally:
+        await raw.aclose()
 
 
 class Browser:
