@@ -11,8 +11,9 @@ unique prefix per store) is measured against:
 1. **One browser, one account, 100,000 logins**, each bringing the previous
    login's cookie: the store holds at most 1 entry afterwards (each login
    replaces the browser's login of the same account).
-2. **100,000 logins from distinct browsers** (no previous cookie) into a
-   store with the default cap (`DEFAULT_MAX_PENDING`): it holds at most the
+2. **100,000 logins from distinct browsers** (no previous cookie), spread
+   over 1,000 accounts (so ``max_per_account`` is not what stops them),
+   into a store with the default cap (`DEFAULT_MAX_PENDING`): it holds at most the
    cap, accepts exactly the cap and refuses the rest (``start`` returns
    False): nothing accepted beyond the cap (to evict older logins), nothing
    refused before it.

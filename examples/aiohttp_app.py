@@ -64,10 +64,13 @@ async def app_users(
         credentials = BasicAuth.decode(request.headers.get(hdrs.AUTHORIZATION, ""))
     except ValueError:
         credentials = None
-    expected = USERS.get(credentials.login, ("", frozenset()))[0] if credentials else ""
-    if credentials is None or not hmac.compare_digest(
+    known = credentials is not None and credentials.login in USERS
+    expected = USERS[credentials.login][0] if credentials is not None and known else ""
+    # Compared even for an unknown user, so that the time says nothing of who exists.
+    matches = credentials is not None and hmac.compare_digest(
         credentials.password.encode(), expected.encode()
-    ):
+    )
+    if credentials is None or not (known and matches):
         return web.Response(
             status=401, text="sign in", headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="example"'}
         )

@@ -61,6 +61,13 @@ def app_user(request: Request) -> str:
     return str(user)
 
 
+def refuse_cross_site(request: Request) -> None:
+    """Another site's form must not sign a user in or out (login CSRF)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != PUBLIC:
+        raise HTTPException(403, "cross-site request")
+
+
 def authorize(request: Request, account: str) -> bool:
     """May the app user behind `request` act for the customer's `account`?"""
     user = request.session.get("user")
@@ -121,9 +128,7 @@ async def home(request: Request) -> str:
 
 @app.post("/login")
 async def sign_in(request: Request) -> RedirectResponse:
-    origin = request.headers.get("origin")
-    if origin is not None and origin != PUBLIC:  # another site's form signing a user in
-        raise HTTPException(403, "cross-site sign-in")
+    refuse_cross_site(request)
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -141,6 +146,7 @@ async def sign_in(request: Request) -> RedirectResponse:
 
 @app.post("/logout")
 async def sign_out(request: Request) -> RedirectResponse:
+    refuse_cross_site(request)
     request.session.clear()
     return RedirectResponse("/", status_code=303)
 

@@ -410,3 +410,80 @@ def test_access_log_lines_lose_the_callbacks_code_and_state(
     )
     OAuthQueryFilter().filter(gunicorn)
     assert "C0DE" not in gunicorn.getMessage()
+
+
+class _CaseFreeAtoms(dict[str, str]):
+    """A mapping of log atoms like hypercorn's: any case, ``-`` for what is missing."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().get(key.lower(), "-")
+
+
+def test_structured_and_mapped_access_records_lose_code_and_state_too() -> None:
+    # aiohttp passes the request line with extra=: a JSON formatter writes it out.
+    record = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, "%s", ("x",), None)
+    record.__dict__["first_request_line"] = "GET /wiser/callback?code=C0DE&state=ST HTTP/1.1"
+    OAuthQueryFilter().filter(record)
+    assert "C0DE" not in record.__dict__["first_request_line"]
+    # hypercorn: the bare query string as an atom; its mapping class is kept.
+    atoms = _CaseFreeAtoms({"q": "code=C0DE&state=ST", "{x-forwarded-for}i": "1.2.3.4"})
+    mapped = logging.LogRecord(
+        "hypercorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        "%(q)s %({X-Forwarded-For}i)s %(u)s",
+        None,
+        None,
+    )
+    mapped.args = atoms
+    OAuthQueryFilter().filter(mapped)
+    assert mapped.getMessage() == "code=***&state=*** 1.2.3.4 -"
+
+
+@pytest.mark.parametrize("kind", ["fastapi", "aiohttp"])
+def test_either_setup_filters_every_documented_access_logger(kind: str) -> None:
+    from wiser_async.integrations._access_log import ACCESS_LOGGERS
+
+    for name in ACCESS_LOGGERS:
+        logging.getLogger(name).filters.clear()
+    if kind == "fastapi":
+        make_wiser(kind, SandboxUrls.for_origin("http://127.0.0.1:1"), **_minimal()).setup(
+            FastAPI()
+        )
+    else:
+        from aiohttp import web
+
+        make_wiser(kind, SandboxUrls.for_origin("http://127.0.0.1:1"), **_minimal()).setup(
+            web.Application()
+        )
+    for name in ("gunicorn.access", "aiohttp.access", "uvicorn.access", "hypercorn.access"):
+        assert any(isinstance(f, OAuthQueryFilter) for f in logging.getLogger(name).filters)
+
+
+def _minimal() -> dict[str, Any]:
+    return {"oauth": lambda: None, "authorize": allow_any_account}
+
+
+async def test_a_login_another_site_started_is_refused_and_stores_nothing(app: App) -> None:
+    refused = await app.http.get(
+        "/wiser/login/acme", headers={"x-user": "alice", "sec-fetch-site": "cross-site"}
+    )
+    assert refused.status_code == 403
+    assert "another site" in refused.text
+    assert await app.pending_count() == 0
+    for site in ("same-origin", "none"):  # from the app's own page, or typed in
+        started = await app.http.get(
+            "/wiser/login/acme", headers={"x-user": "alice", "sec-fetch-site": site}
+        )
+        assert started.status_code == 302
+
+
+async def test_a_path_cannot_write_a_log_line_of_its_own(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="wiser_async.web"):
+        await app.get("/wiser/login/x%0A2026-12-07 INFO granted%20acme")
+    assert caplog.records
+    lines = [line for r in caplog.records for line in r.getMessage().splitlines()]
+    assert len(lines) == len(caplog.records)

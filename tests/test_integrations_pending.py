@@ -12,7 +12,13 @@ import anyio
 import pytest
 
 from tests.support import free_port
-from wiser_async.errors import AuthorizationRequired, NotFound, RateLimited, StoreUnavailable
+from wiser_async.errors import (
+    AuthorizationRequired,
+    InsecurePermissions,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+)
 from wiser_async.integrations._http_errors import LoginError, http_answer
 from wiser_async.integrations._pending import GRACE, LOGINS_PER_BROWSER, PendingLogin, Taken
 from wiser_async.integrations._session import cookie_digest, new_browser_id, new_cookie
@@ -244,6 +250,8 @@ def test_max_pending_must_be_positive(tmp_path: Path) -> None:
         MemoryPendingStore(max_pending=0)
     with pytest.raises(ValueError, match="max_pending"):
         FilePendingStore(tmp_path, max_pending=0)
+    with pytest.raises(ValueError, match="max_per_account"):
+        MemoryPendingStore(max_per_account=0)
 
 
 def test_errors_map_to_http_answers() -> None:
@@ -267,3 +275,69 @@ def test_errors_map_to_http_answers() -> None:
     assert busy.status == 503
     assert "Retry-After" in busy.headers
     assert http_answer(ValueError("x")) is None
+
+
+@pytest.mark.timeout(20)
+async def test_an_account_holds_at_most_its_share_of_the_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # A client that drops its cookie is a new browser at every login.
+    async for store in opened(kind, tmp_path, request, 100):
+        assert store.max_per_account == 32
+        results = [
+            await store.start(pending(), cookie=cookie(), previous_cookie=None) for _ in range(40)
+        ]
+        assert results.count(True) == 32
+        assert await store.count() == 32
+        # Another account is not crowded out.
+        assert await store.start(pending(account="globex"), cookie=cookie(), previous_cookie=None)
+
+
+@pytest.mark.timeout(20)
+async def test_concurrent_takes_of_an_expired_login_all_say_expired(store: PendingStore) -> None:
+    assert await store.start(pending("late", ttl=-1.0), cookie=cookie(), previous_cookie=None)
+    results: list[PendingLogin | Taken] = []
+
+    async def take() -> None:
+        results.append(await store.take("late"))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(10):
+            group.start_soon(take)
+    assert results == [Taken.EXPIRED] * 10
+
+
+@pytest.mark.timeout(20)
+async def test_the_memory_store_prunes_whatever_the_wall_clock_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryPendingStore(max_pending=3)
+    for _ in range(3):
+        assert await store.start(pending(ttl=0.3 - GRACE), cookie=cookie(), previous_cookie=None)
+    stepped_back = time.time() - 3600
+    monkeypatch.setattr(time, "time", lambda: stepped_back)
+    deadline = time.monotonic() + 10
+    while await store.count():
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.05)
+    assert await store.start(pending(), cookie=cookie(), previous_cookie=None)
+
+
+@pytest.mark.parametrize("where", ["directory", "file", "link"])
+async def test_the_file_store_refuses_a_place_others_can_reach(where: str, tmp_path: Path) -> None:
+    directory = tmp_path / "pending"
+    directory.mkdir(mode=0o700)
+    if where == "directory":
+        directory.chmod(0o777)
+    elif where == "file":
+        (directory / "pending.sqlite3").touch(mode=0o666)
+        (directory / "pending.sqlite3").chmod(0o666)
+    else:
+        (directory / "pending.sqlite3").symlink_to(tmp_path / "elsewhere")
+    store = FilePendingStore(directory)
+    try:
+        with pytest.raises((InsecurePermissions, StoreUnavailable)):
+            await store.start(pending(), cookie=cookie(), previous_cookie=None)
+    finally:
+        await store.aclose()
+    assert not (tmp_path / "elsewhere").exists()

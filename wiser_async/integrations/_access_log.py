@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = [
-    "AIOHTTP_ACCESS_LOGGERS",
-    "ASGI_ACCESS_LOGGERS",
-    "OAuthQueryFilter",
-    "install_access_log_filter",
-]
+__all__ = ["ACCESS_LOGGERS", "OAuthQueryFilter", "install_access_log_filter"]
 
-# uvicorn, hypercorn and gunicorn (which also runs uvicorn's workers).
-ASGI_ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access")
-AIOHTTP_ACCESS_LOGGERS = ("aiohttp.access",)
-_PARAMETERS = re.compile(r"(?i)([?&](?:code|state|session_state)=)[^&\s\"']*")
+# uvicorn, hypercorn, gunicorn (which also runs uvicorn's and aiohttp's
+# workers, logging through its own logger) and aiohttp.
+ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access", "aiohttp.access")
+# A parameter at the start of a query string too (hypercorn's %(q)s atom).
+_PARAMETERS = re.compile(r"(?i)((?:^|[?&])(?:code|state|session_state)=)[^&\s\"']*")
+# What every record has; anything else came from ``extra=`` (aiohttp puts the
+# request line there too, which a structured formatter would write out).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
 def _mask(value: Any) -> Any:
@@ -34,23 +36,33 @@ def _mask(value: Any) -> Any:
 class OAuthQueryFilter(logging.Filter):
     """Masks ``code=``, ``state=`` and ``session_state=`` query values in a log record.
 
-    It rewrites the message and each string argument in place, so the
-    server's own formatter (uvicorn's unpacks the arguments) still works.
+    It rewrites the message, each string argument and each string attribute
+    given with ``extra=`` in place (a mapping of arguments keeps its own
+    class: hypercorn's looks headers up by any case), so the server's own
+    formatter (uvicorn's unpacks the arguments) still works.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = _mask(record.msg)
-        if isinstance(record.args, Mapping):
-            record.args = {key: _mask(value) for key, value in record.args.items()}
-        elif isinstance(record.args, tuple):
-            record.args = tuple(_mask(value) for value in record.args)
+        args = record.args
+        if isinstance(args, MutableMapping):
+            for key, value in list(args.items()):
+                if isinstance(value, str):
+                    args[key] = _mask(value)
+        elif isinstance(args, Mapping):
+            record.args = {key: _mask(value) for key, value in args.items()}
+        elif isinstance(args, tuple):
+            record.args = tuple(_mask(value) for value in args)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD and isinstance(value, str):
+                setattr(record, name, _mask(value))
         return True
 
 
 _FILTER = OAuthQueryFilter()
 
 
-def install_access_log_filter(names: Iterable[str]) -> None:
+def install_access_log_filter(names: Iterable[str] = ACCESS_LOGGERS) -> None:
     """Put the filter on the loggers named (once each; idempotent)."""
     for name in names:
         logger = logging.getLogger(name)

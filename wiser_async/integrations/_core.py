@@ -40,6 +40,7 @@ _OTHER_BROWSER = (
     "this callback does not come from the browser that started the login "
     "(another browser, or its login cookie is missing)"
 )
+_CROSS_SITE = "this login was started from another site: start it from this application"
 _BUSY = "too many logins are waiting for their callback: try again in a minute"
 logger = logging.getLogger("wiser_async.web")
 
@@ -66,7 +67,7 @@ class LoginCookie:
 class LoginStart:
     """Where to send the browser, and the login cookie to set."""
 
-    url: str
+    url: str = attrs.field(repr=False)  # carries the state
     cookie: LoginCookie
 
 
@@ -216,17 +217,29 @@ class WebCore:
         return to_json(self.client, value)
 
     async def start_login(
-        self, request: object, account: str, *, cookie: str | None, redirect_uri: str | None = None
+        self,
+        request: object,
+        account: str,
+        *,
+        cookie: str | None,
+        fetch_site: str | None = None,
+        redirect_uri: str | None = None,
     ) -> LoginStart:
         """Store a pending login of `account` bound to the browser; where to send it.
 
         `cookie` is the login cookie the browser brought, if any: its earlier
         logins move to the new cookie, its login of `account` is replaced.
+        `fetch_site` is the request's ``Sec-Fetch-Site``: a login another site
+        started (``cross-site``) is refused, as the user may never have meant
+        to replace the account's grant.
 
         Raises:
             BadAccountKey, AccountRefused, AuthorizeFailed: see `check` (nothing stored).
-            LoginError: ``busy``, the pending store is full (nothing stored).
+            LoginError: ``cross_site``; ``busy``, a bound of the pending store is
+                reached (nothing stored either way).
         """
+        if fetch_site == "cross-site":
+            raise LoginError("cross_site", _CROSS_SITE)
         await self.check(request, account)
         fresh = new_cookie()
         hint = self.login_hint(account) if self.login_hint is not None else None
@@ -303,7 +316,8 @@ class WebCore:
         The browser gets the answer's title and public text with the id; the
         error's message goes to the ``wiser_async.web`` log at WARNING (an
         `authorize` that raised: ERROR, with its traceback) under the same id.
-        `path` is logged as given: pass it without its query.
+        `path` is logged quoted (a decoded path may hold a line break): pass it
+        without its query.
         """
         answer = http_answer(error)
         if answer is None:
@@ -311,7 +325,7 @@ class WebCore:
         request_id = secrets.token_hex(8)
         if isinstance(error, AuthorizeFailed):
             logger.error(
-                "request %s: %s %s -> %d: %s",
+                "request %s: %s %r -> %d: %s",
                 request_id,
                 method,
                 path,
@@ -321,7 +335,7 @@ class WebCore:
             )
         else:
             logger.warning(
-                "request %s: %s %s -> %d %s: %s",
+                "request %s: %s %r -> %d %s: %s",
                 request_id,
                 method,
                 path,

@@ -108,7 +108,8 @@ class LoginError(WebError):
 
     Reasons: ``unknown`` (a state this backend does not know), ``used`` (a
     replayed callback), ``expired`` (past the pending login's TTL),
-    ``other_browser`` (not the login cookie of the login), ``bad_request``,
+    ``other_browser`` (not the login cookie of the login), ``cross_site`` (a
+    login started from another site's page), ``bad_request``,
     ``busy`` (too many logins waiting; 503 with ``Retry-After``).
     """
 
@@ -119,6 +120,7 @@ class LoginError(WebError):
         "used": 409,
         "expired": 410,
         "other_browser": 403,
+        "cross_site": 403,
         "busy": 503,
     }
 

@@ -19,12 +19,14 @@ from typing import TypeVar
 
 import anyio
 
-from ..errors import StoreUnavailable
+from ..errors import InsecurePermissions, StoreUnavailable
 from ._pending import (
     DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PER_ACCOUNT,
     USED,
     PendingLogin,
     Taken,
+    check_bounds,
     decode_entry,
     plan_start,
     record_browser,
@@ -37,8 +39,10 @@ PRUNE_INTERVAL = 10.0
 _FILE = "pending.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY, keep_until REAL NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+    key TEXT PRIMARY KEY, keep_until REAL NOT NULL, body TEXT NOT NULL, account TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_keep_until ON entries (keep_until);
+CREATE INDEX IF NOT EXISTS entries_account ON entries (account, keep_until);
 CREATE TABLE IF NOT EXISTS browsers (
     key TEXT PRIMARY KEY, keep_until REAL NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS browsers_keep_until ON browsers (keep_until);
@@ -52,6 +56,15 @@ CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
 T = TypeVar("T")
 
 
+def _private(status: os.stat_result, path: Path) -> None:
+    """Refuse a directory or file another user owns or may open."""
+    if status.st_uid != os.geteuid() or status.st_mode & 0o077:
+        raise InsecurePermissions(
+            f"the pending-login store {path} must belong to this user with no access for "
+            f"others (mode {status.st_mode & 0o777:o}); fix it or choose another directory"
+        )
+
+
 class FilePendingStore:
     """Pending logins in ``DIRECTORY/pending.sqlite3`` (mode 0600; the directory 0700).
 
@@ -59,18 +72,28 @@ class FilePendingStore:
     process, not always of the machine (``synchronous=NORMAL``): a login lost
     with the machine is started again.
 
+    The directory and the file must belong to this process's user and be
+    closed to everyone else (`InsecurePermissions` otherwise): whoever can
+    write them can read PKCE verifiers and bind their own browser to
+    another's logins.
+
     Args:
         directory: Where the database lives (created if missing).
         max_pending: The most entries it holds (see `MemoryPendingStore`).
+        max_per_account: The most entries of one account it holds.
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, max_pending: int = DEFAULT_MAX_PENDING
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     ) -> None:
-        if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+        check_bounds(max_pending, max_per_account)
         self.directory = Path(directory)
         self.max_pending = max_pending
+        self.max_per_account = max_per_account
         self._connection: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
 
@@ -80,9 +103,15 @@ class FilePendingStore:
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(self.directory.stat(), self.directory)
             path = self.directory / _FILE
-            # Created 0600 before SQLite opens it; its -wal and -shm files copy the mode.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            # Created 0600 before SQLite opens it (never through a link); its -wal
+            # and -shm files copy the mode.
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                _private(os.fstat(descriptor), path)
+            finally:
+                os.close(descriptor)
             connection = sqlite3.connect(
                 path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
@@ -99,10 +128,12 @@ class FilePendingStore:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(connection)
+                connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # A failed COMMIT leaves the transaction open, and its lock held.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
             return result
 
         try:
@@ -141,20 +172,29 @@ class FilePendingStore:
             plan = plan_start(login, key, previous)
             held = connection.execute("SELECT value FROM counters WHERE name = 'entries'")
             count = int(held.fetchone()[0])
-            freed = sum(
-                connection.execute("SELECT 1 FROM entries WHERE key = ?", (dropped,)).fetchone()
-                is not None
-                for dropped in plan.drop
-            )
-            if count - freed >= self.max_pending:
+            of_account = connection.execute(
+                "SELECT count(*) FROM entries WHERE account = ? AND keep_until > ?",
+                (login.account, now),
+            ).fetchone()[0]
+            present = [
+                account
+                for account, dropped in plan.drop
+                if connection.execute("SELECT 1 FROM entries WHERE key = ?", (dropped,)).fetchone()
+            ]
+            freed_here = present.count(login.account)
+            if (
+                count - len(present) >= self.max_pending
+                or of_account - freed_here >= self.max_per_account
+            ):
                 return False
             connection.executemany(
-                "DELETE FROM entries WHERE key = ?", [(dropped,) for dropped in plan.drop]
+                "DELETE FROM entries WHERE key = ?", [(dropped,) for _, dropped in plan.drop]
             )
             if previous_cookie:
                 connection.execute("DELETE FROM browsers WHERE key = ?", (previous_cookie,))
             connection.execute(
-                "INSERT INTO entries VALUES (?, ?, ?)", (key, login.keep_until, plan.entry)
+                "INSERT INTO entries VALUES (?, ?, ?, ?)",
+                (key, login.keep_until, plan.entry, login.account),
             )
             connection.execute(
                 "INSERT OR REPLACE INTO browsers VALUES (?, ?, ?)",

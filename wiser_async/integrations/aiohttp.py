@@ -26,7 +26,7 @@ from aiohttp import web
 
 from .. import AsyncWiserClient
 from ..errors import WiserError
-from ._access_log import AIOHTTP_ACCESS_LOGGERS, OAuthQueryFilter, install_access_log_filter
+from ._access_log import OAuthQueryFilter, install_access_log_filter
 from ._authorize import allow_any_account
 from ._core import WebCore, error_page
 from ._http_errors import (
@@ -71,13 +71,14 @@ class Wiser(WebCore):
     def setup(self, app: web.Application, *, prefix: str = "/wiser") -> None:
         """Add the cleanup context, the login and callback routes, and the error middleware.
 
-        Also masks ``code`` and ``state`` in aiohttp's access log (`OAuthQueryFilter`).
+        Also masks ``code`` and ``state`` in the access logs of aiohttp, gunicorn
+        (``GunicornWebWorker`` logs through it), uvicorn and hypercorn (`OAuthQueryFilter`).
         """
         app.cleanup_ctx.append(self.cleanup_ctx)
         app.middlewares.append(self.middleware)
         app.router.add_get(prefix + "/login/{account}", self._login, name="wiser_login")
         app.router.add_get(prefix + "/callback", self._callback, name="wiser_callback")
-        install_access_log_filter(AIOHTTP_ACCESS_LOGGERS)
+        install_access_log_filter()
 
     async def request_client(
         self, request: web.Request, account: str | None = None
@@ -117,7 +118,10 @@ class Wiser(WebCore):
     async def _login(self, request: web.Request) -> web.StreamResponse:
         try:
             start = await self.start_login(
-                request, request.match_info["account"], cookie=request.cookies.get(self.cookie_name)
+                request,
+                request.match_info["account"],
+                cookie=request.cookies.get(self.cookie_name),
+                fetch_site=request.headers.get("Sec-Fetch-Site"),
             )
         except WiserError as error:
             return self._answer(request, error, page=True)

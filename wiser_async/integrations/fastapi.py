@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from .. import AsyncWiserClient
 from ..errors import WiserError
-from ._access_log import ASGI_ACCESS_LOGGERS, OAuthQueryFilter, install_access_log_filter
+from ._access_log import OAuthQueryFilter, install_access_log_filter
 from ._authorize import allow_any_account
 from ._core import LoginCookie, WebCore, error_page
 from ._http_errors import (
@@ -86,11 +86,11 @@ class Wiser(WebCore):
         """Add the login and callback routes under `prefix`, and the error handler.
 
         Also masks ``code`` and ``state`` in the access logs of uvicorn,
-        hypercorn and gunicorn (`OAuthQueryFilter`).
+        hypercorn, gunicorn and aiohttp (`OAuthQueryFilter`).
         """
         app.include_router(self.router(prefix=prefix))
         app.add_exception_handler(WiserError, self._handle)
-        install_access_log_filter(ASGI_ACCESS_LOGGERS)
+        install_access_log_filter()
 
     async def _handle(self, request: Request, error: Exception) -> Response:
         answered = self.answer(error, method=request.method, path=request.url.path)
@@ -124,7 +124,10 @@ class Wiser(WebCore):
         async def login(request: Request, account: str) -> Response:
             try:
                 start = await self.start_login(
-                    request, account, cookie=request.cookies.get(self.cookie_name)
+                    request,
+                    account,
+                    cookie=request.cookies.get(self.cookie_name),
+                    fetch_site=request.headers.get("sec-fetch-site"),
                 )
             except WiserError as error:
                 return self._page(request, error)
