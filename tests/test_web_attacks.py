@@ -138,6 +138,9 @@ async def _attack(
         for path in ("/customers/acme/devices", "/portfolio"):
             attack.refused(await anon.get(path), 401)
         attack.refused(await anon.get("/wiser/login/acme"), 401, 403)
+        nobody = Browser(mallory_other.client, mallory_other.worker, kind)
+        nobody.user = ("nobody", "")  # an unknown user with an empty password
+        attack.refused(await nobody.get("/portfolio"), 401)
         # Mallory reads alice's customer, starts a login of it, reads the portfolio.
         attack.refused(await mallory.get("/customers/acme/devices"), 403)
         attack.refused(await mallory.get("/customers/globex/devices"), 403)
