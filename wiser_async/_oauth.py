@@ -119,7 +119,7 @@ class WiserOAuth:
         self.issuer = issuer
         self.default_token_lifetime = default_token_lifetime
         self._secrets = Secrets()
-        self._secrets.add_shared(client_secret)
+        self._secrets.add_client(client_id, client_secret)
         install_log_filter()
         self._endpoint = TokenEndpoint(
             url=token_url,

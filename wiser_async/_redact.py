@@ -1,14 +1,18 @@
 """Blanking out the secrets this process knows from server text, and escaping control characters.
 
 A server may echo what it was sent: a 401 body quoting the bearer token, an
-``error_description`` quoting the refresh token or the client secret, a header
-repeating the authorization code. Every piece of server text that enters an
-error, a failure record, an output file or a log line passes through a
-`Secrets` first, so none of those ever holds a secret.
+``error_description`` quoting the refresh token, the client secret or the
+whole ``Authorization: Basic`` header, a header repeating the authorization
+code. Every piece of server text that enters an error, a failure record, an
+output file or a log line passes through a `Secrets` first, so none of those
+ever holds a secret: the ones this process knows, in every form they were
+sent in, and whatever stands where a credential stands (``Bearer ...``,
+``Basic ...``, ``refresh_token=...``) even when it is not known here.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import logging
 import re
@@ -47,9 +51,32 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
+def _percent_encoded(text: str) -> str:
+    return quote(text, safe="")
+
+
+# As sent: raw, form-urlencoded (a body echoed back), percent-encoded (a URL).
+_ENCODINGS = (str, quote_plus, _percent_encoded)
+
+
 def _variants(secret: str) -> set[str]:
-    # As sent: raw, form-urlencoded (a body echoed back), percent-encoded (a URL).
-    return {secret, quote_plus(secret), quote(secret, safe="")}
+    return {encode(secret) for encode in _ENCODINGS}
+
+
+def _basic_variants(client_id: str, client_secret: str) -> set[str]:
+    """The base64 of ``client_id:client_secret`` in every form a Basic header may carry it.
+
+    RFC 6749 section 2.3.1 form-urlencodes id and secret before joining them
+    (percent-encoding a space is what the library sends; ``+`` what a form
+    encoder gives); many clients join them raw. Unpadded too: a server may
+    quote it without its ``=``.
+    """
+    found: set[str] = set()
+    for encode in _ENCODINGS:
+        pair = f"{encode(client_id)}:{encode(client_secret)}"
+        encoded = base64.b64encode(pair.encode()).decode("ascii")
+        found |= {encoded, encoded.rstrip("=")}
+    return found
 
 
 class Secrets:
@@ -57,7 +84,8 @@ class Secrets:
 
     Per account: the access and refresh tokens in use and the ones they
     replaced (requests still in flight carry those). For the whole client:
-    the client secret and the codes and PKCE verifiers of recent authorizations.
+    the client secret, its HTTP Basic credential, and the codes and PKCE
+    verifiers of recent authorizations.
     """
 
     def __init__(self) -> None:
@@ -69,10 +97,14 @@ class Secrets:
     def __repr__(self) -> str:
         return f"Secrets(accounts={len(self._accounts)})"
 
-    def add_shared(self, secret: str | None) -> None:
-        """A secret of the whole client (the client secret)."""
-        if secret and len(secret) >= _MIN_LENGTH:
-            self._shared |= _variants(secret)
+    def add_client(self, client_id: str, client_secret: str | None) -> None:
+        """The client's secret, and the Basic credential it makes with `client_id`."""
+        if not client_secret:
+            return
+        if len(client_secret) >= _MIN_LENGTH:
+            self._shared |= _variants(client_secret)
+        # Masked whatever the secret's length: the id makes it long and specific.
+        self._shared |= _basic_variants(client_id, client_secret)
 
     def add_one_time(self, *secrets: str | None) -> None:
         """Secrets of one authorization (a code, a verifier)."""
@@ -114,15 +146,16 @@ class Secrets:
     def redact(self, text: str, account: str | None = None, *, tokens: bool = True) -> str:
         """`text` with every known secret (of `account`, or of all accounts) as ``***``.
 
-        Control characters are escaped too, so server text cannot forge lines
-        or hide what follows it.
+        Credentials this process does not know are masked by where they stand
+        (see `mask_named_secrets`). Control characters are escaped too, so
+        server text cannot forge lines or hide what follows it.
 
         Args:
             text: Server text.
             account: Whose tokens to look for; None: every account's.
             tokens: False: only the client's secrets, codes and verifiers.
         """
-        return escape_controls(self.mask(text, account, tokens=tokens))
+        return escape_controls(mask_named_secrets(self.mask(text, account, tokens=tokens)))
 
     def mask(self, text: str, account: str | None = None, *, tokens: bool = True) -> str:
         """`text` with every known secret as ``***``, nothing else changed (for JSON text)."""
@@ -151,13 +184,23 @@ request_secrets: contextvars.ContextVar[tuple[Secrets, str | None] | None] = con
 _NAMED_SECRETS = re.compile(
     r"(?i)\b(code|code_verifier|refresh_token|access_token|id_token|client_secret)=[^&\s'\"]+"
 )
-_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+# An authorization scheme and its token68 (RFC 9110 section 11.4).
+_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/]+=*)")
+# A word after a scheme ("Basic authentication", "Bearer error=...") is left
+# as it is; a credential is longer than this, or holds a digit, + or /.
+_PLAIN_WORD = re.compile(r"[A-Za-z\-._~]{1,15}=*")
 
 
 def mask_named_secrets(text: str) -> str:
     """`text` with ``code=...``-like parameters and ``Bearer``/``Basic`` credentials masked."""
     text = _NAMED_SECRETS.sub(lambda match: f"{match.group(1)}={MASK}", text)
-    return _CREDENTIALS.sub(lambda match: f"{match.group(1)} {MASK}", text)
+    return _CREDENTIALS.sub(_mask_credential, text)
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    if _PLAIN_WORD.fullmatch(match.group(2)):
+        return match.group()
+    return f"{match.group(1)} {MASK}"
 
 
 class _RedactingFilter(logging.Filter):

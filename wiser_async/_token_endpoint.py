@@ -12,6 +12,7 @@ section 2.3.1). authlib still builds the authorization URL and the PKCE pair.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -170,12 +171,23 @@ class TokenEndpoint:
         # started then at the latest, so the token never outlives its own view.
         sent = time.time()
         try:
-            response = await self._http.post(
+            request = self._http.build_request(
+                "POST",
                 self.url,
                 content=urlencode(form).encode(),
                 headers={**headers, "content-type": "application/x-www-form-urlencoded"},
             )
-            body = response.content
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                body = await self._read_answer(response)
+            except httpx2.DecodingError as exc:
+                raise self._error(
+                    "invalid_response",
+                    f"the answer could not be decompressed ({type(exc).__name__})",
+                    status=response.status_code,
+                ) from None
+            finally:
+                await response.aclose()
         except httpx2.TimeoutException as exc:
             raise self._error(
                 "timeout", f"no answer from {self.host} in time ({type(exc).__name__})"
@@ -193,13 +205,6 @@ class TokenEndpoint:
         finally:
             request_secrets.reset(context)
         status = response.status_code
-        if len(body) > _MAX_ANSWER_BYTES:
-            raise self._error(
-                "invalid_response",
-                f"an answer of {len(body)} bytes",
-                status=status,
-                account=account,
-            )
         decoded = _decode(body)
         if 200 <= status < 300:
             return self._token(decoded, status, sent, account)
@@ -230,6 +235,34 @@ class TokenEndpoint:
             status=status,
             account=account,
             retry_after=retry_after,
+        )
+
+    async def _read_answer(self, response: httpx2.Response) -> bytes:
+        """The answer's body, decoded as it arrives and refused as soon as it passes the bound.
+
+        Counted after content decoding: a few kB of gzip can inflate to
+        gigabytes, and reading it whole before measuring it would hold them all.
+        """
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > _MAX_ANSWER_BYTES:
+            raise self._too_large(response.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        # httpx2 inflates in pieces of at most 1 MiB: one piece past the bound is all it costs.
+        async with contextlib.aclosing(response.aiter_bytes()) as pieces:
+            async for chunk in pieces:
+                size += len(chunk)
+                if size > _MAX_ANSWER_BYTES:
+                    raise self._too_large(response.status_code)
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, status: int) -> TokenEndpointError:
+        # The bound, never the server's text: what it sent is not worth reading.
+        return self._error(
+            "invalid_response",
+            f"the answer exceeds the {_MAX_ANSWER_BYTES}-byte limit of a token answer",
+            status=status,
         )
 
     def _token(self, decoded: Any, status: int, sent: float, account: str) -> Token:
