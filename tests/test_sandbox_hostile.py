@@ -364,6 +364,48 @@ async def test_page_faults_compose_in_the_documented_order(
     }
 
 
+# -- paging that never ends -----------------------------------------------------
+
+
+async def test_endless_pages_go_on_past_the_real_items_with_copies_under_new_ids(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    ids = ids_of(sandbox)
+    real = list(sandbox.portfolio_for().rooms(ids.site))  # 3 rooms
+    sandbox.faults.endless_pages = frozenset({ids.site})
+    async with api(sandbox, urls) as client:
+        first = (await client.get(f"/sites/{ids.site}/rooms?limit=5")).json()
+        far = (await client.get(f"/sites/{ids.site}/rooms?offset=100&limit=2")).json()
+        copy = await client.get(f"/rooms/{real[0]['id']}~3/devices")
+    assert first == {
+        "data": [
+            *real,
+            {**real[0], "id": f"{real[0]['id']}~3"},
+            {**real[1], "id": f"{real[1]['id']}~4"},
+        ],
+        "meta": {"offset": 0, "limit": 5},  # full, and no total: another page follows
+    }
+    assert far["data"] == [
+        {**real[1], "id": f"{real[1]['id']}~100"},
+        {**real[2], "id": f"{real[2]['id']}~101"},
+    ]
+    assert copy.status_code == 404  # no other route knows a copy
+
+
+async def test_same_page_forever_answers_every_offset_with_the_first_page(
+    sandbox: Sandbox, urls: SandboxUrls
+) -> None:
+    ids = ids_of(sandbox)
+    real = list(sandbox.portfolio_for().rooms(ids.site))  # 3 rooms
+    sandbox.faults.same_page_forever = frozenset({ids.site})
+    async with api(sandbox, urls) as client:
+        again = (await client.get(f"/sites/{ids.site}/rooms?offset=7&limit=2")).json()
+        whole = (await client.get(f"/sites/{ids.site}/rooms?offset=3&limit=5")).json()
+    assert again == {"data": real[:2], "meta": {"offset": 7, "limit": 2}}
+    # Fewer items than asked, and a limit that says the page is full.
+    assert whole == {"data": real, "meta": {"offset": 3, "limit": 3}}
+
+
 # -- scope: the ids listed, what is beneath, nothing else ----------------------
 
 # Each fault, with settings that make it quick and visible.
@@ -375,8 +417,10 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "long_retry_after": {},
     "redirects": {},
     "odd_ids": {},
+    "endless_pages": {},
+    "same_page_forever": {},
 }
-PAGE_ONLY = {"oversized_pages", "huge_totals", "odd_ids"}
+PAGE_ONLY = {"oversized_pages", "huge_totals", "odd_ids", "endless_pages", "same_page_forever"}
 
 
 @pytest.mark.parametrize("scope", ["site", "*"])
@@ -491,6 +535,9 @@ NEW_FIELDS: dict[str, Any] = {
     "redirect_status": 308,
     "redirect_location": "http://127.0.0.1:1/loop",
     "odd_ids": ["g"],
+    "endless_pages": ["h"],
+    "same_page_forever": ["i"],
+    "error_format": "invalidParams",
 }
 
 
@@ -517,6 +564,7 @@ async def test_admin_route_sets_the_hostile_fields_all_or_none(
             {"redirect_location": "https://x/\r\nSet-Cookie: a=b"},
             {"redirect_location": "https://é.invalid/☃"},
             {"nesting_depth": "deep"},
+            {"error_format": "xml"},
         ):
             rejected = await client.patch(faults_url, json={"trickle": ["z"], **bad})
             assert rejected.status_code == 400, bad

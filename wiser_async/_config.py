@@ -9,23 +9,26 @@ touching the library.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from .models import Device, Location, Room, Site
+from .errors import PagingLoop
+from .models import Device, Location, Page, Room, Site
 
 __all__ = [
     "COLLECTIONS",
     "DEFAULT_AUTHORIZE_URL",
     "DEFAULT_BASE_URL",
     "DEFAULT_TOKEN_URL",
+    "MAX_PAGES",
     "ApiConfig",
     "Collection",
     "CollectionName",
     "NodeKind",
     "PageFormat",
+    "PagingGuard",
     "Paths",
     "usable_id",
 ]
@@ -76,6 +79,11 @@ class PageFormat:
         total_key: Key of the collection size inside the metadata (may be absent).
         limit_key: Key of the page size the server applied, inside the
             metadata; a page that fills it is not the last.
+        max_items_without_total: The most items read of a collection whose
+            first page gives no total: without one, a server that never sends
+            a short page would be read for ever. The collection then ends
+            with a `PagingLoop` failure, what was read kept. Raise it for
+            longer listings of an API that leaves the total out.
     """
 
     offset_param: str = "offset"
@@ -86,6 +94,7 @@ class PageFormat:
     meta_key: str = "meta"
     total_key: str = "total"
     limit_key: str = "limit"
+    max_items_without_total: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen(kw_only=True)
@@ -160,3 +169,112 @@ COLLECTIONS: Mapping[CollectionName, Collection] = {
     )
 }
 """The one table of the API's listings: the controllers and the crawl read it."""
+
+
+# Pages a collection may have (500 items each: 50 million items). A larger
+# total is no portfolio but a broken or hostile server.
+MAX_PAGES = 100_000
+
+
+class PagingGuard:
+    """Ends a collection's paging that goes round in circles or has no end.
+
+    Made from the first page of a collection that has more pages; each later
+    page goes through `check` before it is used. It holds the ids read so far
+    in this collection only, while the collection is read: at most its item
+    bound. A collection of one page needs no guard and costs nothing.
+
+    Bounds: with a total, the pages it takes at the first page's size (plus
+    a little slack for pages served short) and the total (plus one page);
+    without one, `PageFormat.max_items_without_total` items and the pages
+    they take.
+
+    Args:
+        first: The collection's first page (not its last).
+        pages: The paging settings.
+        where: The collection's path, for messages.
+
+    Raises:
+        PagingLoop: the first page's total asks for more than `MAX_PAGES` pages.
+    """
+
+    __slots__ = (
+        "_items",
+        "_max_items",
+        "_max_pages",
+        "_pages",
+        "_previous",
+        "_seen",
+        "_what",
+        "ended",
+    )
+
+    def __init__(self, first: Page[Any], pages: PageFormat, where: str) -> None:
+        step = max(1, first.size)
+        total = first.total
+        if total is None:
+            self._max_items = pages.max_items_without_total
+            self._what = f"{self._max_items} items without a total (max_items_without_total)"
+        else:
+            self._max_items = total + pages.max_page_size
+            self._what = f"its total of {total} items"
+        expected = -(-(self._max_items if total is None else total) // step)
+        if total is not None and expected - 1 > MAX_PAGES:
+            raise PagingLoop(
+                f"the collection claims {total} items: {expected - 1} more pages, beyond "
+                f"the {MAX_PAGES} a collection may have; only its first page was read",
+                method="GET",
+                path=where,
+            )
+        # Pages served shorter than the first (a server's smaller maximum now and then).
+        self._max_pages = expected + 10 + expected // 10
+        self._pages = 1
+        self._items = first.size
+        self._previous = _ids(first.items)
+        self._seen = set(self._previous)
+        # Set once a page failed the check: later pages of the collection are dropped.
+        self.ended = False
+
+    def check(self, page: Page[Any], where: str) -> None:
+        """Count `page` in; raise if it repeats what was read or passes a bound.
+
+        Args:
+            page: A page after the first, in the order they were read.
+            where: Its request path, for the message.
+
+        Raises:
+            PagingLoop: every id of `page` was read already in this collection
+                (the page before, again, or a circle), or the collection now
+                has more pages or items than its bounds. `ended` is then set.
+        """
+        self._pages += 1
+        self._items += page.size
+        if page.items:
+            ids = _ids(page.items)
+            seen = self._seen
+            # The first id decides almost every page at the cost of one look-up.
+            if ids[0] in seen and seen.issuperset(ids):
+                again = "the page before, again" if ids == self._previous else "a circle"
+                raise self._end(
+                    f"the page at offset {page.offset} holds only ids this collection gave "
+                    f"already ({again})",
+                    where,
+                )
+            seen.update(ids)
+            self._previous = ids
+        if self._items > self._max_items or self._pages > self._max_pages:
+            raise self._end(
+                f"the collection goes past {self._what} or {self._max_pages} pages "
+                f"(page {self._pages}, {self._items} items)",
+                where,
+            )
+
+    def _end(self, reason: str, where: str) -> PagingLoop:
+        self.ended = True
+        self._seen, self._previous = set(), []  # nothing more is checked: free the memory
+        message = f"{reason}: its paging would not end; the pages before are kept"
+        return PagingLoop(message, method="GET", path=where)
+
+
+def _ids(items: Sequence[Any]) -> list[str]:
+    return [item.id for item in items]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
-from ._config import COLLECTIONS, CollectionName
+from ._config import COLLECTIONS, CollectionName, PagingGuard
 from ._transport import Requester
 from .models import Device, Location, Page, Room, Site
 
@@ -46,12 +46,36 @@ class Listing(Generic[T]):
             self.path, self._model, offset=offset, limit=self._requester.page_size(limit)
         )
 
-    def pages(self, *, page_size: int | None = None) -> AsyncIterator[Page[T]]:
-        """Every page, in order, each fetched as the iteration reaches it."""
-        return self._requester.iter_pages(self.path, self._model, page_size)
+    async def pages(self, *, page_size: int | None = None) -> AsyncIterator[Page[T]]:
+        """Every page, in order, each fetched as the iteration reaches it.
+
+        Raises:
+            PagingLoop: a page holds only items this listing gave already (the
+                server goes round in circles), or the listing has more pages
+                or items than its first page's total, or without one
+                ``ApiConfig.pages.max_items_without_total``, allows. The pages
+                before it were given.
+        """
+        requester = self._requester
+        settings = requester.config.pages
+        limit = requester.page_size(page_size)
+        offset = 0
+        guard: PagingGuard | None = None
+        while True:
+            page = await requester.get_page(self.path, self._model, offset=offset, limit=limit)
+            if guard is not None:
+                where = f"{settings.offset_param}={offset}&{settings.limit_param}={limit}"
+                guard.check(page, f"{self.path}?{where}")
+            yield page
+            if page.is_last:
+                return
+            if guard is None:
+                # A second page is coming: from now on the listing is watched for loops.
+                guard = PagingGuard(page, settings, self.path)
+            offset += page.size
 
     async def iter(self, *, page_size: int | None = None) -> AsyncIterator[T]:
-        """Every item, fetched page by page as the iteration proceeds."""
+        """Every item, fetched page by page as the iteration proceeds (see `pages`)."""
         async for page in self.pages(page_size=page_size):
             for item in page.items:
                 yield item

@@ -9,7 +9,7 @@ from collections import deque
 import anyio
 import attrs
 
-from .._config import COLLECTIONS, CollectionName
+from .._config import COLLECTIONS, CollectionName, PagingGuard
 from .results import Unit
 
 __all__ = ["FairQueue", "Job", "Pages"]
@@ -31,6 +31,8 @@ class Job:
     # few at a time as workers free (`pages`); without one, the next each time.
     first: bool = True
     pages: Pages | None = None
+    # The collection's paging so far, once it has a second page (None before).
+    guard: PagingGuard | None = None
 
 
 @attrs.define(eq=False)
@@ -47,7 +49,11 @@ class Pages:
     step: int
 
     def take(self) -> Job | None:
-        """The job of the next page, or None when every page is handed out."""
+        """The job of the next page, or None when every page is handed out or the paging ended."""
+        guard = self.job.guard
+        if guard is not None and guard.ended:
+            # The paging ended (a loop, a bound): the rest is neither read nor reported.
+            self.next_offset = self.end
         if self.next_offset >= self.end:
             return None
         job = attrs.evolve(

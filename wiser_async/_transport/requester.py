@@ -10,7 +10,7 @@ methods only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
@@ -238,19 +238,6 @@ class Requester:
             raise ValueError(f"page_size must be between 1 and {pages.max_page_size}, not {size}")
         return size
 
-    async def iter_pages(
-        self, path: str, cls: type[T], page_size: int | None
-    ) -> AsyncIterator[Page[T]]:
-        """Every page of the collection at `path`, in order, fetched as the iteration goes."""
-        limit = self.page_size(page_size)
-        offset = 0
-        while True:
-            page = await self.get_page(path, cls, offset=offset, limit=limit)
-            yield page
-            if page.is_last:
-                return
-            offset += page.size
-
     async def _get_json(
         self, target: str, *, objects: int | None = None, source: str | None = None
     ) -> Any:
@@ -347,7 +334,7 @@ class Requester:
         self, method: str, target: str, give_up_at: float, record: AttemptRecord | None = None
     ) -> bytes:
         session = self.session
-        paused = await session.throttle.wait_turn(give_up_at)
+        paused = await session.take_turn(give_up_at)
         if paused:
             # A 429 asked the whole client to wait longer than this call may.
             raise RateLimited(
@@ -359,7 +346,6 @@ class Requester:
                 path=target,
             )
         session.budget.on_request()
-        await session.take_slot()
         # The whole attempt, headers and every byte of the body, ends by its
         # bound and by the call's deadline.
         now = anyio.current_time()

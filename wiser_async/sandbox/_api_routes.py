@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
@@ -13,11 +14,12 @@ import attrs
 from . import _hostile as hostile
 from ._asgi import header, send_response
 from ._faults import EVERY_RESOURCE
-from ._http import Response, api_error
+from ._http import ErrorFormat, Response, api_error
 
 if TYPE_CHECKING:
     from ._asgi import Backend, Receive, Scope, Send
     from ._faults import Faults
+    from ._portfolio import Portfolio
 
 __all__ = [
     "API_PREFIX",
@@ -93,25 +95,34 @@ def _ancestors(entity_id: str | None) -> Iterator[str]:
         yield f"site-{parts[1]}-{parts[2]}-{parts[3]}"
 
 
-def _page_params(query: bytes) -> tuple[int, int] | Response:
+def _listed(
+    portfolio: Portfolio, collection: str, parent_id: str | None, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    return list(portfolio.page(collection, parent_id, offset, limit))
+
+
+def _page_params(query: bytes, form: ErrorFormat) -> tuple[int, int] | Response:
+    def refused(name: str, reason: str) -> Response:
+        return api_error(
+            400, "invalid_parameter", reason, form=form, invalid_params=[(name, reason)]
+        )
+
     offset, limit = 0, DEFAULT_LIMIT
     seen: set[str] = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name not in ("offset", "limit"):
             continue
         if name in seen:
-            return api_error(400, "invalid_parameter", f"{name} is given more than once")
+            return refused(name, f"{name} is given more than once")
         seen.add(name)
         if not _DIGITS.fullmatch(value):
-            return api_error(400, "invalid_parameter", f"{name} must be a non-negative integer")
+            return refused(name, f"{name} must be a non-negative integer")
         if name == "offset":
             offset = int(value)
         else:
             limit = int(value)
             if not 1 <= limit <= MAX_LIMIT:
-                return api_error(
-                    400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}"
-                )
+                return refused(name, f"limit must be between 1 and {MAX_LIMIT}")
     return offset, limit
 
 
@@ -162,14 +173,16 @@ def _answer(
     chain: frozenset[str],
 ) -> tuple[Response, bool]:
     """The answer to an API request, and whether to drop it mid-body."""
+    form = faults.error_format
     if method != "GET":
-        return api_error(405, "method_not_allowed", "only GET", ((b"allow", b"GET"),)), False
+        allow = ((b"allow", b"GET"),)
+        return api_error(405, "method_not_allowed", "only GET", allow, form=form), False
     authorization = header(scope, b"authorization") or ""
     scheme, _, token = authorization.partition(" ")
     customer = backend.oauth.customer_for(token.strip()) if scheme.lower() == "bearer" else None
     if customer is None:
         message = "access token missing, expired or revoked"
-        return api_error(401, "invalid_token", message, _UNAUTHORIZED), False
+        return api_error(401, "invalid_token", message, _UNAUTHORIZED, form=form), False
     plan = backend.plan
     with backend.lock:
         retry_after = plan.throttle(faults)
@@ -177,9 +190,9 @@ def _answer(
         drop = plan.drop(faults)
     if retry_after is not None:
         headers = ((b"retry-after", retry_after.encode()),)
-        return api_error(429, "rate_limited", "too many requests", headers), drop
+        return api_error(429, "rate_limited", "too many requests", headers, form=form), drop
     if error_status is not None:
-        return hostile.server_error(error_status), drop
+        return hostile.server_error(error_status, form), drop
     if chain & faults.long_retry_after:
         return hostile.long_retry_after(faults), drop
     if chain & faults.redirects:
@@ -196,30 +209,40 @@ def _resource(
     entity_id: str | None,
     chain: frozenset[str],
 ) -> Response:
+    form = faults.error_format
     if chain & faults.forbidden:
-        return api_error(403, "consent_required", "the customer gave no consent for this resource")
+        message = "the customer gave no consent for this resource"
+        return api_error(403, "consent_required", message, form=form)
     if chain & faults.missing:
-        return api_error(404, "not_found", f"{route.template} not found")
+        return api_error(404, "not_found", f"{route.template} not found", form=form)
     portfolio = backend.sandbox.portfolio_for(customer)
     not_found = f"{_ENTITY.get(route.kind or '', 'resource')} not found"
     if route.collection is None:
         entity = portfolio.entity(route.kind or "", entity_id or "")
         if entity is None:
-            return api_error(404, "not_found", not_found)
+            return api_error(404, "not_found", not_found, form=form)
         response = hostile.entity_answer(entity, faults, chain)
     else:
-        params = _page_params(scope["query_string"])
+        params = _page_params(scope["query_string"], faults.error_format)
         if isinstance(params, Response):
             return params
         offset, limit = params
         try:
             total = portfolio.count(route.collection, entity_id)
         except KeyError:
-            return api_error(404, "not_found", not_found)
-        data = list(portfolio.page(route.collection, entity_id, offset, limit))
+            return api_error(404, "not_found", not_found, form=form)
+        collection = route.collection
         meta: dict[str, int] = {"offset": offset, "limit": limit}
-        if not faults.omit_total:
-            meta["total"] = total
+        if chain & faults.same_page_forever:
+            data = list(portfolio.page(collection, entity_id, 0, limit))
+            meta["limit"] = max(1, len(data))  # "full": another page follows
+        elif chain & faults.endless_pages:
+            read = partial(_listed, portfolio, collection, entity_id)
+            data = hostile.endless_items(read, total, offset, limit)
+        else:
+            data = list(portfolio.page(collection, entity_id, offset, limit))
+            if not faults.omit_total:
+                meta["total"] = total
         response = hostile.page_answer(data, meta, faults, chain)
     if chain & faults.malformed:
         return attrs.evolve(response, body=response.body[: len(response.body) // 2])

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
+from ._http import ERROR_FORMATS, ErrorFormat
+
 __all__ = ["EVERY_RESOURCE", "REDIRECT_STATUSES", "FaultPlan", "Faults", "format_retry_after"]
 
 RetryAfterFormat = Literal["seconds", "http-date"]
@@ -81,8 +83,10 @@ class Faults:
     throttle bursts, ``rate_limit``, ``throttle_rate`` (429); ``error_rate``
     (5xx); ``long_retry_after`` (429), ``redirects`` (3xx), ``forbidden`` (403),
     ``missing`` (404) and the resource itself (404); then the 200 answer, built
-    in this order: ``odd_ids``, ``deep_nesting``, ``oversized_pages``,
-    ``huge_totals`` (or no ``meta.total`` under ``omit_total``), ``malformed``;
+    in this order: a page's items from ``same_page_forever``, else
+    ``endless_pages``, else the real ones; ``odd_ids``, ``deep_nesting``,
+    ``oversized_pages``, ``huge_totals`` (or no ``meta.total`` under
+    ``omit_total``, ``same_page_forever`` or ``endless_pages``), ``malformed``;
     then the delivery of whatever answer it is: dropped mid-body under
     ``drop_rate``, else sent byte by byte under ``trickle``.
 
@@ -175,6 +179,22 @@ class Faults:
             last items (up to four) keep their fields but take these ids, in
             this order. Page lengths and ``meta`` are unchanged, so paging stays
             consistent; the items renamed are never listed under their own ids.
+        endless_pages: Resource ids whose pages (and those beneath them) never
+            end, as a server that keeps answering: no ``meta.total``, and every
+            page full (``limit`` items). Past the collection's real items come
+            copies of them, in turn, each under a new id (``<id>~<n>``, ``n``
+            its index in the endless listing) that no other route knows. An
+            empty collection stays empty.
+        same_page_forever: Resource ids whose pages (and those beneath them)
+            are all the first one: whatever the offset, the items of offset 0,
+            ``meta`` with the offset asked, no ``total``, and as ``limit`` the
+            number of items sent, so the page looks full and another follows.
+        error_format: How the API's error answers with a JSON body are
+            written: ``"envelope"``, the contract's ``{"error": {...}}``; or
+            RFC 7807 problem details (``application/problem+json``, ``title``,
+            ``detail``, ``requestId``) as the sibling APIs on the gateway send
+            them, with the parameters refused (a bad ``offset`` or ``limit``)
+            under ``"invalid-params"`` or ``"invalidParams"``, as named.
         seed: Seed of the fault random generator; changing it restarts the sequence.
 
     .. versionadded:: 0.1.0
@@ -233,6 +253,11 @@ class Faults:
         default="https://elsewhere.invalid/", validator=_header_value
     )
     odd_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    endless_pages: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    same_page_forever: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)
+    error_format: ErrorFormat = attrs.field(
+        default="envelope", validator=attrs.validators.in_(ERROR_FORMATS)
+    )
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
 
     def to_json(self) -> dict[str, Any]:

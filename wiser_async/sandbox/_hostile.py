@@ -18,12 +18,13 @@ import anyio
 import attrs
 
 from ._faults import Faults, format_retry_after
-from ._http import Response, api_error, encode_json
+from ._http import ErrorFormat, Response, api_error, encode_json
 from ._stats import StatsRecorder
 
 __all__ = [
     "ODD_IDS",
     "echo_authorization",
+    "endless_items",
     "entity_answer",
     "long_retry_after",
     "page_answer",
@@ -81,6 +82,24 @@ def entity_answer(entity: dict[str, Any], faults: Faults, chain: frozenset[str])
     return Response(200, raw.encode(entity), _JSON)
 
 
+def endless_items(
+    read: Callable[[int, int], list[dict[str, Any]]], count: int, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """The page at ``offset`` of an ``endless_pages`` listing of ``count`` real items.
+
+    Args:
+        read: The real items at an offset, at most a limit of them.
+    """
+    items: list[dict[str, Any]] = []
+    index = offset
+    while count and len(items) < limit:
+        start = index % count
+        for item in read(start, min(limit - len(items), count - start)):
+            items.append(item if index < count else {**item, "id": f"{item['id']}~{index}"})
+            index += 1
+    return items
+
+
 def page_answer(
     data: list[dict[str, Any]], meta: dict[str, int], faults: Faults, chain: frozenset[str]
 ) -> Response:
@@ -101,11 +120,11 @@ def page_answer(
     return Response(200, raw.encode({"data": items, "meta": meta}), _JSON)
 
 
-def server_error(status: int) -> Response:
+def server_error(status: int, form: ErrorFormat) -> Response:
     """The answer of ``error_rate``: HTML as a proxy sends it for 502, 503 and 504."""
     reason = _PROXY_REASONS.get(status)
     if reason is None:
-        return api_error(status, "internal_error", "the sandbox failed on purpose")
+        return api_error(status, "internal_error", "the sandbox failed on purpose", form=form)
     html = f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}"
     return Response(
         status,
@@ -120,8 +139,11 @@ def echo_authorization(response: Response, authorization: str) -> Response:
     body = response.body
     if response.status >= 400 and body[:1] == b"{":
         error = json.loads(body)
-        if isinstance(error.get("error"), dict):
-            error["error"]["message"] = f"{error['error'].get('message')}; you sent {authorization}"
+        # The envelope's message, or a problem's detail.
+        said = error["error"] if isinstance(error.get("error"), dict) else error
+        key = "message" if said is not error else "detail"
+        if key in said:
+            said[key] = f"{said[key]}; you sent {authorization}"
             body = encode_json(error)
     return attrs.evolve(response, body=body, headers=headers)
 
@@ -130,7 +152,7 @@ def long_retry_after(faults: Faults) -> Response:
     """The 429 of ``long_retry_after``."""
     value = format_retry_after(faults.long_retry_after_seconds, faults.retry_after_format)
     headers = ((b"retry-after", value.encode()),)
-    return api_error(429, "rate_limited", "too many requests", headers)
+    return api_error(429, "rate_limited", "too many requests", headers, form=faults.error_format)
 
 
 def redirect(faults: Faults) -> Response:

@@ -58,7 +58,14 @@ def _origin(sock: socket.socket, host: str) -> str:
 
 
 def _server(sandbox: Sandbox, on_started: Callable[[], None], **config: Any) -> uvicorn.Server:
-    import uvicorn  # an optional extra: only serving needs it
+    try:
+        import uvicorn  # an optional extra: only serving needs it
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "serving the sandbox over HTTP needs uvicorn, which is not installed: "
+            "pip install 'wiser-async[sandbox]'",
+            name=exc.name,
+        ) from exc
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
