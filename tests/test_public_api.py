@@ -106,6 +106,7 @@ def test_token_stores_exports_exactly_the_intended_names() -> None:
         "DecryptionError",
         "Encryption",
         "FileTokenStore",
+        "ForeignToken",
         "InsecurePermissions",
         "LockHeld",
         "LockTimeout",
@@ -115,8 +116,10 @@ def test_token_stores_exports_exactly_the_intended_names() -> None:
         "Token",
         "TokenStore",
         "TokenStoreError",
+        "UnboundToken",
         "UnsupportedTokenFormat",
         "open_store",
+        "redact_store_spec",
     }
 
 

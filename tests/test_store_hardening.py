@@ -112,11 +112,11 @@ async def test_a_file_of_a_newer_format_is_reported_as_such_and_left_untouched(
 ) -> None:
     store = FileTokenStore(tmp_path)
     path = store.path_of("acme")
-    content = json.dumps({"format": 2, "key": "acme", "sealed": "..."}).encode()
+    content = json.dumps({"format": 3, "key": "acme", "sealed": "..."}).encode()
     path.write_bytes(content)
     path.chmod(0o600)
     with pytest.raises(
-        UnsupportedTokenFormat, match=r"newer version.*format 2.*upgrade.*untouched"
+        UnsupportedTokenFormat, match=r"newer version.*format 3.*upgrade.*untouched"
     ) as caught:
         await store.load("acme")
     assert "delete" not in str(caught.value)
@@ -129,7 +129,7 @@ async def test_a_file_of_a_newer_format_is_reported_as_such_and_left_untouched(
     assert path.read_bytes() == content
     # Truly malformed files stay corrupt: a format that is no integer, or no
     # envelope of this store (which names its account).
-    for malformed in (b'{"format": "two", "key": "acme"}', b'{"format": 2}', b"[2]"):
+    for malformed in (b'{"format": "two", "key": "acme"}', b'{"format": 3}', b"[3]"):
         path.write_bytes(malformed)
         with pytest.raises(CorruptTokenData):
             await store.load("acme")

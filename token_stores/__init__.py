@@ -9,16 +9,19 @@ from ._crypto import Encryption
 from ._errors import (
     CorruptTokenData,
     DecryptionError,
+    ForeignToken,
     InsecurePermissions,
     LockTimeout,
     StoreUnavailable,
     TokenStoreError,
+    UnboundToken,
     UnsupportedTokenFormat,
 )
 from ._file import FileTokenStore
 from ._memory import MemoryTokenStore
 from ._open import open_store
 from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld, TokenStore
+from ._redaction import redact_store_spec
 from ._redis import RedisTokenStore
 from ._token import Token
 
@@ -28,6 +31,7 @@ __all__ = [
     "DecryptionError",
     "Encryption",
     "FileTokenStore",
+    "ForeignToken",
     "InsecurePermissions",
     "LockHeld",
     "LockTimeout",
@@ -37,6 +41,8 @@ __all__ = [
     "Token",
     "TokenStore",
     "TokenStoreError",
+    "UnboundToken",
     "UnsupportedTokenFormat",
     "open_store",
+    "redact_store_spec",
 ]

@@ -6,7 +6,9 @@
     ├── LockTimeout          the per-account lock was not acquired in time
     ├── StoreUnavailable     the backing service or file system failed (I/O, Redis down)
     ├── CorruptTokenData     stored bytes do not decode to a token; never silently replaced
+    │   └── ForeignToken     the stored token names another account (copied or moved there)
     ├── DecryptionError      stored bytes were encrypted with another key, or tampered with
+    │   └── UnboundToken     an encrypted store holds a token nothing binds to its account
     ├── InsecurePermissions  a token file is readable by group or others
     └── UnsupportedTokenFormat  stored by a newer version of the store; left untouched
 """
@@ -42,8 +44,35 @@ class CorruptTokenData(TokenStoreError):
     """Stored data exists but is not a valid token; it is left as it is for inspection."""
 
 
+class ForeignToken(CorruptTokenData):
+    """The token stored for an account names another account: refused.
+
+    Raised when a file's envelope, a Redis hash's ``key`` field or the
+    account sealed inside an encrypted token is not the account asked for:
+    the token was copied or moved there (by mistake, or by someone who can
+    write to the store and wants one customer's grant used for another).
+    The account it names is not shown: the data is not trusted.
+
+    .. versionadded:: 0.1.0
+    """
+
+
 class DecryptionError(TokenStoreError):
     """Stored data could not be decrypted with the configured keys (wrong key or tampering)."""
+
+
+class UnboundToken(DecryptionError):
+    """An encrypted store holds a token that nothing binds to its account: refused.
+
+    Either a token in plain text (anyone who can write to the store could
+    have put it there), or one encrypted by an earlier version of the store,
+    before the account was sealed inside (it could have been copied from
+    another account). To migrate such data on purpose, open the store with
+    ``Encryption(keys, accept_plaintext=True)`` or ``accept_unbound=True``
+    and run ``rotate_encryption()`` once.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class InsecurePermissions(TokenStoreError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import re
 import stat
@@ -19,17 +18,16 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from ._crypto import Encryption
+from ._envelope import MAX_FILE_BYTES, envelope_of, open_envelope, read_envelope
 from ._errors import (
-    CorruptTokenData,
+    ForeignToken,
     InsecurePermissions,
     LockTimeout,
     StoreUnavailable,
-    UnsupportedTokenFormat,
 )
 from ._keys import encoded_key
 from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
-from ._sealing import open_token, seal_token
-from ._token import MAX_STORED_BYTES, Token
+from ._token import Token
 
 __all__ = ["FileTokenStore"]
 
@@ -40,9 +38,6 @@ try:
 except ImportError:  # pragma: no cover - not POSIX; only FileTokenStore needs it
     fcntl = None  # type: ignore[assignment]
 
-_FORMAT = 1
-# A token (encrypted, base64, in its envelope) and room to spare.
-_MAX_FILE_BYTES = 2 * MAX_STORED_BYTES
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # What tempfile.mkstemp puts after the prefix: 8 of these characters.
 _TEMPORARY_SUFFIX = "[a-z0-9_]{8}"
@@ -58,10 +53,10 @@ def _file_stem(key: str) -> str:
     return "h-" + hashlib.sha256(encoded).hexdigest()
 
 
-def _foreign(path: Path) -> CorruptTokenData:
+def _foreign(path: Path) -> ForeignToken:
     # Copied or renamed from another account's file: not this account's grant.
     # The key it names is not shown: the file's content is not trusted.
-    return CorruptTokenData(
+    return ForeignToken(
         f"{path} holds the token of another account key; delete it to store a new token"
     )
 
@@ -82,10 +77,13 @@ class FileTokenStore:
       (`StoreUnavailable`), never followed. POSIX only (``fcntl``).
     - **Corrupt files are never replaced** silently: reading or writing over
       one raises `CorruptTokenData` naming it; `delete` removes it. A file
-      that holds another account's token (copied or renamed there) is
-      corrupt too. A file written by a newer version of the store raises
-      `UnsupportedTokenFormat` and is neither read nor replaced.
-    - **Encrypted at rest** when given an `Encryption`.
+      that holds another account's token (copied or renamed there) raises
+      `ForeignToken` (a `CorruptTokenData`). A file written by a newer
+      version of the store raises `UnsupportedTokenFormat` and is neither
+      read nor replaced.
+    - **Encrypted at rest** when given an `Encryption`: each token sealed
+      with its account, a plain token refused (`UnboundToken`) unless the
+      `Encryption` accepts one for a migration.
 
     Args:
         directory: Where the files live; created if missing.
@@ -210,51 +208,8 @@ class FileTokenStore:
                     "chmod 600 it"
                 )
             # Bounded: a file of gigabytes is read no further than a token could be.
-            data = file.read(_MAX_FILE_BYTES + 1)
-        if len(data) > _MAX_FILE_BYTES:
-            raise CorruptTokenData(
-                f"{path} holds more than {_MAX_FILE_BYTES} bytes: no token file; delete it to "
-                "store a new token"
-            )
-        try:
-            envelope = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise CorruptTokenData(
-                f"{path} is not a token file (not JSON); delete it to store a new token"
-            ) from None
-        if isinstance(envelope, dict) and isinstance(envelope.get("key"), str):
-            # An envelope of this store (an object naming its account) of a
-            # later format: likely a good token, which an older writer must
-            # not destroy; what follows "format" is unknown, so not checked.
-            version = envelope.get("format")
-            if isinstance(version, int) and not isinstance(version, bool) and version > _FORMAT:
-                raise UnsupportedTokenFormat(
-                    f"{path} was written by a newer version of this store (format {version}; "
-                    f"this one reads format {_FORMAT}): upgrade to read it; the file is left "
-                    "untouched"
-                )
-        if (
-            not isinstance(envelope, dict)
-            or envelope.get("format") != _FORMAT
-            or not isinstance(envelope.get("key"), str)
-            or not ("token" in envelope or isinstance(envelope.get("encrypted"), str))
-        ):
-            raise CorruptTokenData(
-                f"{path} is not a token file of this store (format {_FORMAT}); delete it to "
-                "store a new token"
-            )
-        return envelope
-
-    def _open(self, envelope: dict[str, Any], path: Path) -> Token:
-        if "encrypted" in envelope:
-            return open_token(envelope["encrypted"], True, self.encryption, where=str(path))
-        token = envelope["token"]
-        if not isinstance(token, dict):
-            raise CorruptTokenData(f"{path}: the token is not a JSON object")
-        try:
-            return Token.from_dict(token)
-        except CorruptTokenData as exc:
-            raise CorruptTokenData(f"{path}: {exc}") from None
+            data = file.read(MAX_FILE_BYTES + 1)
+        return read_envelope(data, path)
 
     def _load(self, key: str) -> Token | None:
         path = self.path_of(key)
@@ -263,7 +218,7 @@ class FileTokenStore:
             return None
         if envelope["key"] != key:
             raise _foreign(path)
-        return self._open(envelope, path)
+        return open_envelope(envelope, self.encryption, key=key, path=path)
 
     def _account_of(self, envelope: dict[str, Any], path: Path) -> str:
         # The file must be where its key puts it: a copy at another account's
@@ -279,12 +234,7 @@ class FileTokenStore:
 
     def _write(self, key: str, token: Token) -> None:
         path = self.path_of(key)
-        payload, encrypted = seal_token(token, self.encryption)
-        envelope: dict[str, Any] = {"format": _FORMAT, "key": key}
-        envelope["encrypted" if encrypted else "token"] = (
-            payload if encrypted else json.loads(payload)
-        )
-        data = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+        data = envelope_of(key, token, self.encryption)
         self._remove_stale_temporaries(path)
         # mkstemp creates the file 0600 in the same directory, so the rename is atomic.
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.tmp-")
@@ -349,10 +299,13 @@ class FileTokenStore:
         """The token of `key`, or None.
 
         Raises:
-            CorruptTokenData: the file is not a token, or holds another
-                account's (named in the message).
+            CorruptTokenData: the file is not a token (named in the message).
+            ForeignToken: the file holds another account's token, by its
+                envelope or by the account sealed inside.
             UnsupportedTokenFormat: the file was written by a newer version.
             DecryptionError: encrypted with a key this store was not given.
+            UnboundToken: the store encrypts, and the token is in plain text
+                or encrypted without its account (see `Encryption`).
             InsecurePermissions: the file is readable by others (unless warned only).
             ValueError: `key` is not valid Unicode text (a lone surrogate).
         """
@@ -414,7 +367,11 @@ class FileTokenStore:
         return await self._io(keys)
 
     async def rotate_encryption(self) -> int:
-        """Re-encrypt every token with the newest key (or encrypt plain ones).
+        """Re-encrypt every token with the newest key, sealed with its account.
+
+        Plain tokens, and tokens encrypted without their account, are
+        rewritten only if the `Encryption` accepts them; otherwise the first
+        one stops the rotation with `UnboundToken`.
 
         Returns:
             How many tokens were rewritten.

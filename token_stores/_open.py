@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ._crypto import Encryption
 from ._file import FileTokenStore
 from ._memory import MemoryTokenStore
 from ._protocol import TokenStore
+from ._redaction import redact_store_spec
 from ._redis import RedisTokenStore
 
 __all__ = ["open_store"]
 
 _EXPECTED = "expected memory, file:DIRECTORY, or a redis://, rediss:// or unix:// URL"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-# The user-information part of a URL, which may hold a password.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def _redacted(spec: str) -> str:
-    """`spec` with any user and password of a URL replaced by ``***``."""
-    return _USERINFO.sub(r"\1***@", spec)
 
 
 def open_store(spec: str, *, encryption: Encryption | None = None) -> TokenStore:
@@ -34,7 +27,9 @@ def open_store(spec: str, *, encryption: Encryption | None = None) -> TokenStore
     - ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME]``, ``rediss://``
       (TLS) or ``unix:///PATH/TO/SOCKET[?db=N][&prefix=NAME]``: a
       `RedisTokenStore`; ``prefix`` names the key prefix (default
-      ``wiser-tokens``), other query parameters go to redis-py's ``from_url``.
+      ``wiser-tokens``), other query parameters go to redis-py's ``from_url``
+      (``socket_connect_timeout`` and ``socket_timeout`` default to
+      `RedisTokenStore.DEFAULT_TIMEOUT`).
 
     Args:
         spec: The spelling.
@@ -44,8 +39,8 @@ def open_store(spec: str, *, encryption: Encryption | None = None) -> TokenStore
         The store; the caller closes it with ``aclose()``.
 
     Raises:
-        ValueError: `spec` is malformed; the message says how and never shows
-            a password.
+        ValueError: `spec` is malformed; the message says how and shows it
+            through `redact_store_spec`.
         ImportError: a Redis store without the ``redis`` package.
 
     .. versionadded:: 0.1.0
@@ -65,14 +60,15 @@ def open_store(spec: str, *, encryption: Encryption | None = None) -> TokenStore
             raise ImportError(
                 "a Redis token store needs the redis package: pip install 'wiser-async[redis]'"
             ) from exc
-    raise ValueError(f"{_EXPECTED}, not {_redacted(spec)!r}")
+    raise ValueError(f"{_EXPECTED}, not {redact_store_spec(spec)!r}")
 
 
 def _directory(spec: str) -> Path:
     path = spec.removeprefix("file:")
     if path.startswith("//"):
         raise ValueError(
-            f"file: takes a directory path (file:/var/lib/tokens), not a URL: {spec!r}"
+            "file: takes a directory path (file:/var/lib/tokens), not a URL: "
+            f"{redact_store_spec(spec)!r}"
         )
     if not path.strip():
         raise ValueError("file: needs a directory: file:DIRECTORY")
@@ -81,7 +77,7 @@ def _directory(spec: str) -> Path:
 
 def _redis_url(spec: str) -> tuple[str, str | None]:
     """The URL for redis-py, without ``prefix``; and the prefix, if given."""
-    shown = _redacted(spec)
+    shown = redact_store_spec(spec)
     try:
         parts = urlsplit(spec)
         port = parts.port
@@ -107,5 +103,8 @@ def _redis_url(spec: str) -> tuple[str, str | None]:
     if prefixes and not prefixes[0]:
         raise ValueError(f"{shown}: prefix is empty (?prefix=NAME)")
     rest = [(name, value) for name, value in pairs if name != "prefix"]
-    url = urlunsplit(SplitResult(parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
+    # Not urlunsplit: it writes unix:///PATH as unix:/PATH, which redis-py refuses.
+    url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if rest:
+        url += f"?{urlencode(rest)}"
     return url, prefixes[0] if prefixes else None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import anyio
 
@@ -18,6 +17,19 @@ from ._crypto import Encryption
 from ._errors import CorruptTokenData, LockTimeout, StoreUnavailable
 from ._keys import encoded_key
 from ._protocol import DEFAULT_LOCK_TIMEOUT, LockHeld
+from ._redaction import redact_store_spec
+from ._redis_client import (
+    check_account,
+    check_options,
+    client_from_url,
+    close_subscription,
+    described,
+    location_of,
+    new_subscription,
+    shown_key,
+    unwrapped,
+    wrong_type,
+)
 from ._sealing import open_token, seal_token
 from ._token import Token
 
@@ -37,35 +49,6 @@ T = TypeVar("T")
 _HOLDER_MEMORY_MS = 120_000
 # Invalidation messages are read at most this often, whatever the callers ask.
 _DRAIN_INTERVAL = 0.05
-
-
-@contextmanager
-def _unwrapped() -> Iterator[None]:
-    """Let an error of the locked block out as itself, not in the task group's ExceptionGroup."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            error = group.exceptions[0]
-            raise error from error.__cause__
-        raise
-
-
-def _wrong_type(error: BaseException) -> bool:
-    from redis.exceptions import ResponseError
-
-    # Searched, not a prefix: Redis 6 wraps an error raised in a script
-    # ("ERR Error running script ... WRONGTYPE ..."). Our commands' errors
-    # never echo their arguments, so a token value cannot match.
-    return isinstance(error, ResponseError) and "WRONGTYPE" in str(error)
-
-
-def _shown(redis_key: bytes | str) -> str:
-    # Our own key names are ASCII; show anything else escaped.
-    text = (
-        redis_key.decode("ascii", "backslashreplace") if isinstance(redis_key, bytes) else redis_key
-    )
-    return repr(text)
 
 
 class RedisTokenStore:
@@ -90,6 +73,16 @@ class RedisTokenStore:
       subscription, so telling that nothing changed costs no round trip.
     - **A lock taken over** from a holder whose lease ran out is reported as
       ``LockHeld(taken_over=True)``: that holder may still save a token.
+    - **An outage is reported at once, with its cause:** `StoreUnavailable`
+      says "connection refused", "timed out", "name does not resolve"...
+      A client made from a URL gives up connecting, or waiting for an
+      answer, after `DEFAULT_TIMEOUT` seconds unless the URL says otherwise
+      (``?socket_connect_timeout=``, ``?socket_timeout=``). Messages and
+      `repr` show the URL with its credentials masked (`redact_store_spec`).
+    - **Forgeries refused:** a token hash whose ``key`` field is not the
+      account's is `ForeignToken`; with encryption, a token sealed for
+      another account is too, and a plain one is `UnboundToken` unless the
+      `Encryption` accepts one for a migration.
 
     Keys: ``{prefix}:{<digest of the account key>}:token`` (a hash with
     fields ``key``, ``fp``, ``data``, ``enc``), ``...:lock`` and
@@ -103,6 +96,17 @@ class RedisTokenStore:
         encryption: Encrypts tokens at rest; ``None`` stores JSON.
         ttl: Seconds after each write before Redis drops the token; None keeps it.
         lease: Seconds a lock outlives a holder that stopped extending it.
+
+    Raises:
+        ValueError: the URL has an option redis-py's connections do not take
+            (the URL is shown with its credentials masked).
+    """
+
+    DEFAULT_TIMEOUT: ClassVar[float] = 5.0
+    """Seconds a client made from a URL waits to connect, and for an answer.
+
+    Applies to what the URL does not set (``socket_connect_timeout``,
+    ``socket_timeout``): an unreachable Redis is then reported within it.
     """
 
     def __init__(
@@ -115,13 +119,14 @@ class RedisTokenStore:
         lease: float = 10.0,
     ) -> None:
         if isinstance(redis, str):
-            import redis.asyncio as redis_asyncio
-
-            self._redis: Redis | RedisCluster = redis_asyncio.from_url(redis)
+            self._redis: Redis | RedisCluster = client_from_url(redis, self.DEFAULT_TIMEOUT)
             self._owns_client = True
+            self._location = redact_store_spec(redis)
+            check_options(self._redis, self._location)
         else:
             self._redis = redis
             self._owns_client = False
+            self._location = location_of(redis)
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be positive (or None)")
         if lease <= 0:
@@ -146,18 +151,14 @@ class RedisTokenStore:
 
     def __repr__(self) -> str:
         return (
-            f"RedisTokenStore({self._where}, prefix={self.prefix!r}, "
+            f"RedisTokenStore({self._location!r}, prefix={self.prefix!r}, "
             f"encryption={self.encryption!r}, ttl={self.ttl!r})"
         )
 
     @property
     def _where(self) -> str:
-        # Host and port only: a URL may carry a password.
-        try:
-            kwargs = self._redis.connection_pool.connection_kwargs  # type: ignore[union-attr]
-            return f"Redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-        except AttributeError:
-            return "Redis"
+        # Never the URL as given: it may carry a password.
+        return f"Redis {self._location}"
 
     async def aclose(self) -> None:
         """Close the change subscription, and the Redis client if this store created it."""
@@ -165,33 +166,10 @@ class RedisTokenStore:
         if self._owns_client:
             await self._redis.aclose()
 
-    def _new_pubsub(self) -> PubSub:
-        from redis.asyncio import ConnectionPool
-        from redis.asyncio.client import PubSub
-
-        pool = getattr(self._redis, "connection_pool", None)
-        if type(pool) is ConnectionPool:
-            # A pool of its own: a subscription lost and made again across a
-            # Redis restart must not hand a connection in an odd state to the
-            # commands (seen with redis-py 8: the first command after a restart
-            # failed). Sentinel and Cluster clients subscribe through their own.
-            self._pubsub_pool = ConnectionPool(
-                connection_class=pool.connection_class, **pool.connection_kwargs
-            )
-            return PubSub(self._pubsub_pool)
-        return self._redis.pubsub()
-
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         pool, self._pubsub_pool = self._pubsub_pool, None
-        from redis.exceptions import RedisError
-
-        with contextlib.suppress(RedisError, OSError):  # a connection already gone
-            if pubsub is not None:
-                # Untyped in redis-py before 8.2, typed since.
-                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-            if pool is not None:
-                await pool.disconnect()
+        await close_subscription(pubsub, pool)
 
     @staticmethod
     def _tag(key: str) -> str:
@@ -227,7 +205,7 @@ class RedisTokenStore:
             except (RedisError, OSError) as exc:
                 await self._close_pubsub()
                 raise StoreUnavailable(
-                    f"{self._where}: no change subscription ({type(exc).__name__})"
+                    f"{self._where}: no change subscription ({described(exc)})"
                 ) from None
             finally:
                 self._draining = False
@@ -236,7 +214,7 @@ class RedisTokenStore:
     async def _drain(self) -> None:
         if self._pubsub is None:
             # Assigned first: a subscription that fails half-way is closed like any other.
-            self._pubsub = self._new_pubsub()
+            self._pubsub, self._pubsub_pool = new_subscription(self._redis)
             await self._pubsub.subscribe(self._channel)
             self._epoch += 1
         while (message := await self._pubsub.get_message(timeout=0)) is not None:
@@ -254,7 +232,7 @@ class RedisTokenStore:
         try:
             return await action()
         except (RedisError, OSError) as exc:
-            if _wrong_type(exc):
+            if wrong_type(exc):
                 # Something else wrote a key of another type there: this account's
                 # data is unusable, the store is not down. It is left as it is.
                 raise CorruptTokenData(
@@ -262,8 +240,8 @@ class RedisTokenStore:
                     "another program's key?); it is left as it is: delete it to store a new token"
                 ) from None
             # Down, timed out, read-only after a failover, out of memory, no
-            # permission: the store cannot serve now. The class names which.
-            raise StoreUnavailable(f"{self._where} is unavailable ({type(exc).__name__})") from None
+            # permission: the store cannot serve now. The words say which.
+            raise StoreUnavailable(f"{self._where} is unavailable: {described(exc)}") from None
 
     def _ttl_ms(self) -> int:
         return 0 if self.ttl is None else max(1, round(self.ttl * 1000))
@@ -277,23 +255,28 @@ class RedisTokenStore:
             CorruptTokenData: the token key holds another Redis type (named),
                 or data that is no token. `save` and `compare_and_set` raise
                 it too, and write nothing there.
-            StoreUnavailable: Redis cannot serve now.
+            ForeignToken: the hash's ``key`` field, or the account sealed in
+                its ciphertext, is another account's.
+            UnboundToken: the store encrypts, and the token is in plain text
+                or encrypted without its account (see `Encryption`).
+            DecryptionError: encrypted with a key this store was not given.
+            StoreUnavailable: Redis cannot serve now (the message says why).
             ValueError: `key` is not valid Unicode text (a lone surrogate).
         """
         token_key, _ = self.redis_keys(key)
-        data, encrypted = await self._call(
-            lambda: self._redis.hmget(token_key, ["data", "enc"]), token_key
+        data, encrypted, account = await self._call(
+            lambda: self._redis.hmget(token_key, ["data", "enc", "key"]), token_key
         )
         if data is None:
             return None
-        return open_token(
-            data, encrypted == b"1", self.encryption, where=f"{self._where} {token_key}"
-        )
+        where = f"{self._where} {token_key}"
+        check_account(account, key, where)
+        return open_token(data, encrypted in (b"1", "1"), self.encryption, key=key, where=where)
 
     async def save(self, key: str, token: Token) -> None:
         """Store `token` for `key`."""
         token_key, _ = self.redis_keys(key)
-        payload, encrypted = seal_token(token, self.encryption)
+        payload, encrypted = seal_token(token, self.encryption, key=key)
         args = [token.fingerprint, payload, "1" if encrypted else "0", key, self._ttl_ms()]
 
         async def save() -> None:
@@ -305,7 +288,7 @@ class RedisTokenStore:
     async def compare_and_set(self, key: str, expected: Token | None, token: Token) -> bool:
         """Store `token` if the stored fingerprint is `expected`'s (one server-side script)."""
         token_key, _ = self.redis_keys(key)
-        payload, encrypted = seal_token(token, self.encryption)
+        payload, encrypted = seal_token(token, self.encryption, key=key)
         args = [
             "" if expected is None else expected.fingerprint,
             token.fingerprint,
@@ -336,7 +319,8 @@ class RedisTokenStore:
         """Every account key with a token under this prefix, sorted.
 
         A key that is not one of this store's token hashes (another Redis
-        type, or an account name that is not UTF-8) is skipped with a warning
+        type, an account name that is not UTF-8, or the name of an account
+        whose token belongs elsewhere: a copy) is skipped with a warning
         naming it: the other accounts are still listed.
         """
 
@@ -355,17 +339,29 @@ class RedisTokenStore:
         from redis.exceptions import ResponseError
 
         try:
-            account = await self._redis.hget(token_key, "key")
+            stored = await self._redis.hget(token_key, "key")
             # A client made with decode_responses=True decodes it itself (and fails
             # the same way); otherwise it comes as bytes.
-            return account.decode() if isinstance(account, bytes) else account
+            account: str | None = stored.decode() if isinstance(stored, bytes) else stored
         except ResponseError as exc:
-            if not _wrong_type(exc):
+            if not wrong_type(exc):
                 raise
-            logger.warning("skipped %s: not a token hash (WRONGTYPE)", _shown(token_key))
+            logger.warning("skipped %s: not a token hash (WRONGTYPE)", shown_key(token_key))
+            return None
         except UnicodeDecodeError:
-            logger.warning("skipped %s: its account key is not UTF-8 text", _shown(token_key))
-        return None
+            logger.warning("skipped %s: its account key is not UTF-8 text", shown_key(token_key))
+            return None
+        if account is None:
+            return None  # deleted since the scan saw it
+        name = token_key.decode("ascii", "replace") if isinstance(token_key, bytes) else token_key
+        if self.redis_keys(account)[0] != name:
+            # Copied or renamed there: the account is listed from its own hash, if it has one.
+            logger.warning(
+                "skipped %s: it names an account whose token is kept elsewhere (a copy?)",
+                shown_key(token_key),
+            )
+            return None
+        return account
 
     @asynccontextmanager
     async def lock(
@@ -385,7 +381,7 @@ class RedisTokenStore:
             previous = await self._call(
                 lambda: self._take_holder(keys=[holder_key], args=[me, _HOLDER_MEMORY_MS])
             )
-            with _unwrapped():
+            with unwrapped():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._keep_leased, lock, key)
                     try:
@@ -408,9 +404,7 @@ class RedisTokenStore:
                 logger.warning("lost the lock lease of account %r", key)
                 return
             except RedisError as exc:
-                logger.warning(
-                    "could not extend the lock of account %r: %s", key, type(exc).__name__
-                )
+                logger.warning("could not extend the lock of account %r: %s", key, described(exc))
 
     async def _release(self, lock: Lock, key: str, holder_key: str, me: str) -> None:
         from redis.exceptions import LockError, RedisError
@@ -423,12 +417,14 @@ class RedisTokenStore:
                 logger.warning("the lock lease of account %r expired before release", key)
             except (RedisError, OSError) as exc:
                 # The lease frees the lock by itself.
-                logger.warning(
-                    "could not release the lock of account %r: %s", key, type(exc).__name__
-                )
+                logger.warning("could not release the lock of account %r: %s", key, described(exc))
 
     async def rotate_encryption(self) -> int:
-        """Re-encrypt every token with the newest key (or encrypt plain ones).
+        """Re-encrypt every token with the newest key, sealed with its account.
+
+        Plain tokens, and tokens encrypted without their account, are
+        rewritten only if the `Encryption` accepts them; otherwise the first
+        one stops the rotation with `UnboundToken`.
 
         Returns:
             How many tokens were rewritten.

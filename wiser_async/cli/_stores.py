@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from token_stores import Encryption, TokenStore, TokenStoreError, open_store
+from token_stores import Encryption, TokenStore, TokenStoreError, open_store, redact_store_spec
 
-from ._errors import CliError, redact_store_spec
+from ._errors import CliError
 from ._settings import Settings
 
 __all__ = ["encryption_of", "open_token_store"]
