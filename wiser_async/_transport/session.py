@@ -150,6 +150,31 @@ class Session:
             finally:
                 self.waiting -= 1
 
+    async def take_turn(self, give_up_at: float) -> float:
+        """A request slot, then the rate limiter's go, as the last wait before a send.
+
+        In that order, the limiter's answer (the 429 pause checked after any
+        wait of its own) is the last word before the send: the other way
+        round, a request cleared by the limiter that then waited for a slot
+        went as soon as one was freed, even by the 429 that paused the client.
+
+        Args:
+            give_up_at: The request's time limit (`anyio.current_time()` clock).
+
+        Returns:
+            0 with the slot held (give it back with ``limiter.release()``);
+            else the seconds of a pause beyond `give_up_at`, no slot held.
+        """
+        await self.take_slot()
+        try:
+            paused = await self.throttle.wait_turn(give_up_at)
+        except BaseException:
+            self.limiter.release()
+            raise
+        if paused:
+            self.limiter.release()
+        return paused
+
     def build_request(self, method: str, url: str) -> httpx2.Request:
         """A request to `url` (absolute, query encoded) with the client's headers and timeout."""
         if self.direct is None:
@@ -160,9 +185,17 @@ class Session:
         )
 
     async def send(self, request: httpx2.Request, auth: httpx2.Auth) -> httpx2.Response:
-        """Send `request`, signed by `auth`; the response's body is left to stream."""
+        """Send `request`, signed by `auth`; the response's body is left to stream.
+
+        A redirect is never followed, whatever a borrowed client's
+        ``follow_redirects``: the 3xx comes back as it is (the `Requester`
+        raises `UnexpectedRedirect`), and nothing goes where it points.
+        """
         if self.direct is None:
-            return await self.http.send(request, auth=auth, stream=True)
+            # Explicit: httpx2's send falls back to the client's own default,
+            # and a borrowed client may have been made with follow_redirects=True.
+            return await self.http.send(request, auth=auth, stream=True, follow_redirects=False)
+        # The transport itself follows nothing (AiohttpTransport: allow_redirects=False).
         return await send_direct(self.direct, request, auth)
 
     async def aclose(self) -> None:
