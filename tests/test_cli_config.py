@@ -255,6 +255,7 @@ def test_every_setting_has_its_variable(tmp_path: Path) -> None:
         "WISER_DEVICES_BY": "room",
         "WISER_HTTP": "aiohttp",
         "WISER_VALIDATE": "models",
+        "WISER_REDIS_PATIENCE": "45",
     }
     result = run("config", "show", env=variables)
     rows = shown(result)

@@ -137,7 +137,7 @@ def test_a_resume_with_other_parameters_exits_2_and_never_says_complete(
         "source": ["--base-url", urls.api_base_url.replace("127.0.0.1", "localhost")],
     }[changed]
     resumed = run(*crawl_args(urls, store, output), *change, "--resume")
-    line = assert_one_line_error(resumed, "crawled with other parameters", "without --resume")
+    line = assert_one_line_error(resumed, "crawled with other parameters", "with --restart")
     assert f"{changed} " in line
     assert "Complete" not in resumed.output
     assert output.read_bytes() == before  # refused before the output was touched
@@ -172,7 +172,7 @@ def test_a_damaged_checkpoint_is_one_line_and_exit_2(
     lines[2] = "{not json\n"
     checkpoint.write_text("".join(lines))
     resumed = run(*crawl_args(urls, store, output, "--resume"))
-    assert_one_line_error(resumed, str(checkpoint), "damaged at line 3", "without --resume")
+    assert_one_line_error(resumed, str(checkpoint), "damaged at line 3", "with --restart")
 
 
 @pytest.mark.parametrize(
@@ -267,7 +267,9 @@ def test_an_unreachable_base_url_is_one_line_naming_the_host(
     args[args.index("--base-url") + 1] = f"http://127.0.0.1:{port}/v1"
     result = run(*args)
     assert_one_line_error(result, f"127.0.0.1:{port}", "--base-url", code=1)
-    assert "Unfinished: run the same command with --resume" in result.stdout
+    # Nothing could be read: the same command again would meet the same wall.
+    assert "--resume" not in result.output
+    assert "what is left cannot be read until the cause above is fixed" in result.stdout
 
 
 def sigint_once_the_sandbox_answered(

@@ -9,19 +9,23 @@
 The unit of work is one account (a huge account is not split). Each worker
 writes its own resumable JSONL per account; `merge` joins the files of the
 workers that finished each account into one output that holds every item
-once. redis-py is asyncio-only, so this is too.
+once. A Redis restart shorter than the workers' ``patience`` is waited out
+(`outage`). redis-py is asyncio-only, so this is too.
 """
 
 from __future__ import annotations
 
 from .merge import MergedCrawl, merge
+from .outage import QueueUnavailable, describe_redis_error
 from .queue import QueueKeys, enqueue, queue_status
 from .worker import WorkerRun, run_worker
 
 __all__ = [
     "MergedCrawl",
     "QueueKeys",
+    "QueueUnavailable",
     "WorkerRun",
+    "describe_redis_error",
     "enqueue",
     "merge",
     "queue_status",

@@ -16,6 +16,12 @@ claimed by another worker meanwhile (this one stalled longer than
 Finishing an account is one transaction: HSETNX ``done`` (the first finisher
 wins) and XACK. The worker returns when no entry is pending or new and every
 enqueued account is done.
+
+Redis going away for a while (a restart, a failover) is waited out: every
+Redis call is tried again until Redis answers, for up to ``patience``
+seconds per outage (`Patience`); the crawls go on meanwhile. Once back, the
+worker lets a ``claim_idle`` pass before it takes over another worker's
+account: the outage aged every claim, and their live holders renew them first.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.abc
 import attrs
 
 from .._crawl import DevicesBy
 from .._snapshot import JsonlCrawl, Validation, crawl_to_jsonl
+from .outage import Patience, QueueUnavailable
 from .queue import GROUP, QueueKeys, done_record, ensure_group, file_name, milliseconds, text
 
 if TYPE_CHECKING:
@@ -111,6 +118,7 @@ class _Worker:
     crawl_options: dict[str, Any]
     on_account: Callable[[str, JsonlCrawl | None], None] | None
     run: WorkerRun
+    patience: Patience
     keep: Any = None
     # Entries this worker's slots are crawling: XAUTOCLAIM may hand one back to
     # this same consumer (its idle time ran out between two renewals); not a new job.
@@ -122,12 +130,16 @@ class _Worker:
         stale = await self.claim_stale()
         if stale is not None:
             return stale
-        reply = await self.redis.xreadgroup(
-            GROUP,
-            self.name,
-            {self.keys.stream: ">"},
-            count=1,
-            block=milliseconds(self.poll) if wait else None,
+        # A new entry whose answer is lost in an outage stays pending under this
+        # name: XAUTOCLAIM hands it out again after claim_idle.
+        reply = await self.patience.call(
+            lambda: self.redis.xreadgroup(
+                GROUP,
+                self.name,
+                {self.keys.stream: ">"},
+                count=1,
+                block=milliseconds(self.poll) if wait else None,
+            )
         )
         for _, messages in reply or []:
             for entry in _entries(messages, claimed=False):
@@ -136,26 +148,39 @@ class _Worker:
 
     async def own_pending(self) -> list[_Entry]:
         """The entries this worker's name held before (a restart with the same name)."""
-        reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: "0"}, count=10_000)
+        reply = await self.patience.call(
+            lambda: self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: "0"}, count=10_000)
+        )
         # Entries trimmed from the stream meanwhile come without an account: acknowledged.
         return [entry for _, messages in reply or [] for entry in _entries(messages, claimed=False)]
 
+    def _just_recovered(self) -> bool:
+        recovered = self.patience.recovered_at
+        return recovered is not None and anyio.current_time() - recovered < self.claim_idle
+
     async def claim_stale(self) -> _Entry | None:
         """An entry another worker held without a sign of life for `claim_idle` seconds."""
+        if self._just_recovered():
+            # An outage aged every claim: their holders renew them first.
+            return None
         cursor = "0-0"
         while True:
-            reply = await self.redis.xautoclaim(
-                self.keys.stream,
-                GROUP,
-                self.name,
-                milliseconds(self.claim_idle),
-                start_id=cursor,
-                count=1,
+            reply = await self.patience.call(
+                partial(
+                    self.redis.xautoclaim,
+                    self.keys.stream,
+                    GROUP,
+                    self.name,
+                    milliseconds(self.claim_idle),
+                    start_id=cursor,
+                    count=1,
+                )
             )
             cursor, messages = text(reply[0]), reply[1]
             deleted = [text(entry) for entry in (reply[2] if len(reply) > 2 else [])]
             if deleted:  # trimmed from the stream meanwhile: nothing left to read
-                await self.redis.xack(self.keys.stream, GROUP, *deleted)
+                acknowledge = partial(self.redis.xack, self.keys.stream, GROUP, *deleted)
+                await self.patience.call(acknowledge)
             for entry in _entries(messages, claimed=True):
                 if entry.id not in self.working:
                     return entry
@@ -163,18 +188,24 @@ class _Worker:
                 return None
 
     async def drained(self) -> bool:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xpending(self.keys.stream, GROUP)
-            pipe.scard(self.keys.accounts)
-            pipe.hlen(self.keys.done)
-            pending, enqueued, done = await pipe.execute()
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xpending(self.keys.stream, GROUP)
+                pipe.scard(self.keys.accounts)
+                pipe.hlen(self.keys.done)
+                answers: list[Any] = await pipe.execute()
+                return answers
+
+        pending, enqueued, done = await self.patience.call(read)
         return int(pending["pending"]) == 0 and int(done) >= int(enqueued)
 
     async def keep_claimed(self, entry: _Entry, lost: anyio.CancelScope) -> None:
         """Reset the entry's idle time until cancelled; cancel `lost` if it is taken away."""
         while True:
             await anyio.sleep(self.claim_idle / 3)
-            held = await self.keep(keys=[self.keys.stream], args=[GROUP, self.name, entry.id])
+            held = await self.patience.call(
+                lambda: self.keep(keys=[self.keys.stream], args=[GROUP, self.name, entry.id])
+            )
             if not int(held):
                 lost.cancel()
                 return
@@ -188,8 +219,10 @@ class _Worker:
 
     async def _work(self, entry: _Entry) -> None:
         account = entry.account
-        if account is None or await self.redis.hexists(self.keys.done, account):
-            await self.redis.xack(self.keys.stream, GROUP, entry.id)
+        if account is None or await self.patience.call(
+            lambda: self.redis.hexists(self.keys.done, account)
+        ):
+            await self.patience.call(lambda: self.redis.xack(self.keys.stream, GROUP, entry.id))
             if account is not None:
                 self.run.skipped.append(account)
             return
@@ -216,25 +249,40 @@ class _Worker:
             if self.on_account is not None:
                 self.on_account(account, None)
             return
+        first = await self._record(entry, account, relative.as_posix(), crawled)
+        if first:
+            self.run.finished[account] = crawled
+        else:
+            self.run.skipped.append(account)
+        if self.on_account is not None:
+            self.on_account(account, crawled if first else None)
+
+    async def _record(self, entry: _Entry, account: str, file: str, crawled: JsonlCrawl) -> bool:
+        """Record the account done and acknowledge its entry; True if this worker was first."""
         record = done_record(
             worker=self.name,
-            file=relative.as_posix(),
+            file=file,
             finished=crawled.finished,
             failures=[failure.to_dict() for failure in crawled.failures],
             run_failures=[failure.to_dict() for failure in crawled.run_failures],
             items=dict(crawled.items),
             stats=crawled.run.to_dict(),
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(self.keys.done, account, record)
-            pipe.xack(self.keys.stream, GROUP, entry.id)
-            first, _ = await pipe.execute()
-        if int(first):
-            self.run.finished[account] = crawled
-        else:
-            self.run.skipped.append(account)
-        if self.on_account is not None:
-            self.on_account(account, crawled if int(first) else None)
+
+        async def finish() -> Any:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(self.keys.done, account, record)
+                pipe.xack(self.keys.stream, GROUP, entry.id)
+                first, _ = await pipe.execute()
+                return first
+
+        if int(await self.patience.call(finish)):
+            return True
+        # Tried again after an outage, the transaction may have been carried out
+        # the first time, its answer lost: then the record is this worker's own.
+        raw = await self.patience.call(lambda: self.redis.hget(self.keys.done, account))
+        done = read_done(raw) if raw is not None else {}
+        return done.get("worker") == self.name and done.get("file") == file
 
 
 async def run_worker(
@@ -253,6 +301,7 @@ async def run_worker(
     source: str | None = None,
     validate: Validation = "ids",
     on_account: Callable[[str, JsonlCrawl | None], None] | None = None,
+    patience: float = 30.0,
 ) -> WorkerRun:
     """Crawl accounts off `queue` until every enqueued account is done.
 
@@ -280,15 +329,24 @@ async def run_worker(
             (the timeout is per account).
         on_account: Called with each account this worker stops working on,
             and its crawl (None when another worker recorded it first or took it over).
+        patience: Seconds an outage of `redis` (a restart) is waited out: its
+            calls are tried again until it answers, the crawls going on
+            meanwhile. Longer, the worker stops with `QueueUnavailable`; started
+            again (under the same `worker` name) it resumes what it held.
+            0: the first failed call stops the worker.
 
     Returns:
         What this worker did (`WorkerRun`). The whole crawl's result is `merge`'s.
+
+    Raises:
+        QueueUnavailable: `redis` did not answer for `patience` seconds.
     """
     if not claim_idle > 0 or not poll > 0:
         raise ValueError("claim_idle and poll must be positive (seconds)")
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
     keys = QueueKeys(queue)
+    waits = Patience(patience)
     name = worker or default_worker_name()
     state = _Worker(
         client=client,
@@ -307,17 +365,19 @@ async def run_worker(
         },
         on_account=on_account,
         run=WorkerRun(worker=name),
+        patience=waits,
     )
     state.keep = redis.register_script(_KEEP)
-    await ensure_group(redis, keys)
+    await waits.call(lambda: ensure_group(redis, keys))
     own = await state.own_pending()
 
-    async def slot(group: anyio.abc.TaskGroup) -> None:
+    async def slot() -> None:
         while True:
             entry = await state.next_entry(own, wait=False)
             if entry is None:
+                # Each slot sees the end itself (within `poll`): cancelling the others
+                # could cut one short between its account's record and its report.
                 if await state.drained():
-                    group.cancel_scope.cancel()  # the other slots may be waiting for entries
                     return
                 entry = await state.next_entry(own, wait=True)
             if entry is not None:
@@ -326,9 +386,12 @@ async def run_worker(
     try:
         async with anyio.create_task_group() as group:
             for _ in range(parallel):
-                group.start_soon(slot, group)
+                group.start_soon(slot)
     except BaseExceptionGroup as errors:
         if len(errors.exceptions) == 1:  # one slot's error, unwrapped
+            raise errors.exceptions[0] from None
+        if all(isinstance(error, QueueUnavailable) for error in errors.exceptions):
+            # Every slot waited out the same outage: one error says it.
             raise errors.exceptions[0] from None
         raise
     return state.run

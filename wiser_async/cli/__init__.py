@@ -11,56 +11,49 @@
     wiser-async config show          the effective configuration and where each value came from
     wiser-async queue enqueue|worker|merge   a crawl spread over worker processes (Redis)
 
-One module per command; `_settings` (flag > environment > file > default),
-`_config_file` (the TOML file), `_stores`, `_clients`, `_progress`, `_sandboxes`, `_summary` and
-`_errors` (one-line errors, exit codes, Ctrl-C) are shared.
+One module per command, gathered by `_main`; `_settings` (flag > environment
+> file > default), `_config_file` (the TOML file), `_stores`, `_clients`,
+`_progress`, `_sandboxes`, `_summary`, `_extras` (which extra installs a
+missing module) and `_errors` (one-line errors, exit codes, Ctrl-C) are shared.
+
+Without click or rich (a plain ``pip install wiser-async``), `main` is a
+stand-in that says which extra to install, in one line, with exit code 2.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
-import click
-
-# The modules, not their commands: wiser_async.cli.crawl stays the module.
-from . import config, crawl, demo, diff, distributed, login, sandbox, tokens
-from ._errors import CliGroup
+from ._extras import CLI_MODULES, install_command
 
 __all__ = ["main"]
 
 
-@click.group(cls=CliGroup)
-@click.version_option(package_name="wiser-async")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """Client of the Wiser Energy Monitoring Cloud API.
-
-    Every option can also be set by an environment variable (shown in each
-    command's --help) and the deployment settings by a TOML file (--config);
-    a flag wins over the environment, which wins over the file. Exit codes:
-    0 done, 1 an incomplete result (a crawl with parts missing, differences
-    in a diff), 2 a usage, configuration or output error, 130 interrupted.
-    """
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _stand_in(error: ImportError) -> Callable[..., NoReturn]:
+    name = (error.name or "").partition(".")[0]
+    message = (
+        f"error: the wiser-async command needs {name} (the cli extra): {install_command('cli')}\n"
     )
-    if verbose < 2:
-        # stamina logs every retry at warning level: in a crawl that is noise
-        # unless asked for.
-        logging.getLogger("stamina").setLevel(logging.ERROR)
+
+    def main(*_args: object, **_options: object) -> NoReturn:
+        """The command line without the cli extra: one line naming it, exit code 2."""
+        sys.stderr.write(message)
+        raise SystemExit(2)
+
+    return main
 
 
-for _command in (
-    demo.demo,
-    crawl.crawl,
-    diff.diff,
-    login.login,
-    tokens.tokens,
-    sandbox.sandbox_command,
-    config.config,
-    distributed.queue,
-):
-    main.add_command(_command)
+if TYPE_CHECKING:
+    from ._main import main
+else:
+    try:
+        for _module in CLI_MODULES:
+            __import__(_module)
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] not in CLI_MODULES:
+            raise
+        main = _stand_in(missing)
+    else:
+        from ._main import main

@@ -10,6 +10,7 @@
     concurrency = 8
     http = "aiohttp"                       # httpx2 (default) or aiohttp
     validate = "models"                    # ids (default) or models: JSONL records
+    redis_patience = 60                    # seconds a queue worker waits out a Redis restart
 
     [api.paths]
     site_devices = "/sites/{site_id}/equipment"
@@ -65,7 +66,7 @@ _STRINGS = (
 )
 _PATHS = ("client_secret_file", "encryption_keys_file")
 _INTEGERS = ("concurrency", "page_size")
-_NUMBERS = ("rate",)
+_NUMBERS = ("rate", "redis_patience")
 _LISTS = ("scope",)
 TOP_LEVEL_KEYS: Final = (*_STRINGS, *_PATHS, *_INTEGERS, *_NUMBERS, *_LISTS, "api")
 _INLINE_SECRETS = {

@@ -13,6 +13,7 @@ or from a file named by an option, a variable or the configuration file.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,9 +24,11 @@ import attrs
 import click
 from click.core import ParameterSource
 
+from token_stores import redact_store_spec
+
 from .. import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, ApiConfig
 from ._config_file import CHOICES, ConfigFile, read_config_file
-from ._errors import CliError, redact_store_spec
+from ._errors import CliError
 
 __all__ = [
     "CRAWL_SETTINGS",
@@ -86,6 +89,8 @@ class Settings:
             ``aiohttp`` (`AiohttpTransport`, the ``aiohttp`` extra).
         validate: What a JSONL crawl checks of each item: ``ids`` (written as
             received) or ``models`` (decoded into models and written from them).
+        redis_patience: Seconds a queue worker waits out an outage of its
+            Redis (a restart) before it stops (0: it stops at once).
         api: Paths, paging and field names (``[api.*]`` of the file), and `base_url`.
         config_file: The configuration file read, if any.
         sources: Where each setting came from, by name (``api.*`` keys dotted).
@@ -107,6 +112,7 @@ class Settings:
     devices_by: Literal["site", "room"] = "site"
     http: Literal["httpx2", "aiohttp"] = "httpx2"
     validate: Literal["ids", "models"] = "ids"
+    redis_patience: float = 30.0
     api: ApiConfig = attrs.field(factory=ApiConfig)
     config_file: Path | None = None
     sources: Mapping[str, Source] = attrs.field(factory=dict)
@@ -131,6 +137,13 @@ class Settings:
                 "(or client_secret_file in the configuration file)"
             )
         return self.client_id, self.client_secret
+
+    def client_named(self) -> str:
+        """The client's credentials as messages name them: options and sources, never the secret."""
+        return (
+            f"--client-id{self.origin('client_id')} and the client secret "
+            f"(from {self.source('client_secret')})"
+        )
 
     def source(self, name: str) -> Source:
         """Where setting `name` came from."""
@@ -183,6 +196,11 @@ def _settings_table() -> dict[str, _Setting]:
             "validate",
             "--validate",
             "JSONL records: ids (items as received, ids checked) or models (decoded).",
+        ),
+        (
+            "redis_patience",
+            "--redis-patience",
+            "Seconds a queue worker waits for its Redis to come back (a restart) before it stops.",
         ),
     ]
     table: dict[str, _Setting] = {}
@@ -238,7 +256,7 @@ def _click_option(setting: _Setting) -> Callable[[F], F]:
         options["help"] = f"{setting.help[:-1]} (or the value itself in {setting.value_envvar})."
     elif name in ("concurrency", "page_size"):
         options["type"] = int
-    elif name == "rate":
+    elif name in ("rate", "redis_patience"):
         options["type"] = float
     elif name in CHOICES:
         options["type"] = click.Choice(CHOICES[name])
@@ -396,6 +414,9 @@ def _check(settings: Settings, names: Sequence[str]) -> None:
         raise fail("concurrency", f"must be at least 1, not {settings.concurrency}")
     if "rate" in names and settings.rate is not None and not settings.rate > 0:
         raise fail("rate", f"must be positive (requests per second), not {settings.rate:g}")
+    patience = settings.redis_patience
+    if "redis_patience" in names and not 0 <= patience < math.inf:
+        raise fail("redis_patience", f"must be zero or more seconds, not {patience:g}")
     largest = settings.api.pages.max_page_size
     size = settings.page_size
     if "page_size" in names and size is not None and not 1 <= size <= largest:

@@ -5,6 +5,11 @@ off it until every one is done (start as many as you like, on any machine;
 a killed worker's account is taken over after ``--claim-idle`` seconds) and
 ``merge`` joins the workers' files into one JSONL with its honest summary.
 
+A worker waits out a Redis restart for up to ``--redis-patience`` seconds
+(the crawls go on meanwhile); a Redis that does not answer the first time,
+or not within that patience, is one line naming its cause ("connection
+refused", "timed out after 5 s", "the host name does not resolve").
+
 Exit codes: ``merge`` as ``crawl``: 0 complete, 1 parts missing or
 unfinished; ``enqueue`` and ``worker`` 0 when done; every command 2 for a
 usage, configuration, Redis or output error, 130 when interrupted.
@@ -20,6 +25,8 @@ from typing import Any, Final, TypeVar
 import anyio
 import click
 
+from token_stores import redact_store_spec
+
 from .. import JsonlCrawl, RedisRateLimiter
 from .._crawl import RETRY_LATER_KINDS
 from .._distributed import (
@@ -32,21 +39,30 @@ from .._distributed import (
     run_worker,
 )
 from ._clients import crawling_client, http_transport
-from ._errors import CliError, on_interrupt, redact_store_spec, reported
+from ._errors import CliError, on_interrupt, reported, warn
 from ._settings import CRAWL_SETTINGS, Settings, with_settings
 from ._stores import open_token_store
-from ._summary import print_failures, print_holdings
+from ._summary import (
+    accounts_refused_client,
+    accounts_to_log_in,
+    print_failures,
+    print_holdings,
+    refused_client_line,
+)
 
 __all__ = ["queue"]
 
 T = TypeVar("T")
 # Failures that leave a part for a later crawl to read (the rest are the API's answer).
-_LEFT_FOR_LATER: Final = RETRY_LATER_KINDS | {"authorization"}
+_LEFT_FOR_LATER: Final = RETRY_LATER_KINDS | {"authorization", "client"}
 WORKER_INTERRUPTED: Final = (
     "Interrupted. This worker's finished accounts are recorded; the one it was crawling is "
     "taken over by another worker after --claim-idle seconds (or resumed by this one if "
     "started again with the same --worker name)."
 )
+# Seconds to connect to the queue's Redis, and for any one answer: a Redis that
+# is not there is said within this, with its cause.
+REDIS_TIMEOUT: Final = 5.0
 
 _redis_option = click.option(
     "--redis",
@@ -78,27 +94,34 @@ def _keys(queue_name: str) -> QueueKeys:
         raise CliError(f"--queue: {exc}") from None
 
 
-def _run(redis_url: str, body: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `body` with a Redis client (asyncio: redis-py's), its errors as one-line `CliError`s."""
+def _run(redis_url: str, body: Callable[[Any], Awaitable[T]], *, store: str | None = None) -> T:
+    """Run `body` with a Redis client (asyncio: redis-py's), its errors as one-line `CliError`s.
+
+    The client gives up on a connection or an answer after `REDIS_TIMEOUT`
+    and never tries again by itself: a worker's patience decides that.
+    """
     try:
         from redis.asyncio import Redis
-        from redis.exceptions import RedisError
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
     except ImportError:
         raise CliError("the queue commands need redis: pip install 'wiser-async[redis]'") from None
-    shown = redact_store_spec(redis_url)
     try:
-        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
+        redis = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
     except ValueError as exc:
-        raise CliError(f"--redis {shown}: {exc}") from None
+        raise CliError(f"--redis {redact_store_spec(redis_url)}: {exc}") from None
 
     async def main() -> T:
         async with redis:
             return await body(redis)
 
-    try:
+    with reported(store=store, redis=redis_url, redis_timeout=REDIS_TIMEOUT):
         return anyio.run(main, backend="asyncio")
-    except RedisError as exc:
-        raise CliError(f"--redis {shown}: {type(exc).__name__}: {exc}") from None
 
 
 @queue.command("enqueue")
@@ -200,7 +223,7 @@ def _store_keys(settings: Settings) -> list[str]:
     show_envvar=True,
     help="Seconds per account; what is not read by then is reported as missing.",
 )
-@with_settings(*CRAWL_SETTINGS)
+@with_settings(*CRAWL_SETTINGS, "redis_patience")
 def queue_worker(
     settings: Settings,
     *,
@@ -216,8 +239,9 @@ def queue_worker(
     """Crawl accounts off a queue until every enqueued account is done.
 
     Start one per machine or core; they share the work, and one that dies
-    has its account taken over by the others. Exit code 0 when the queue is
-    done (merge tells whether anything is missing).
+    has its account taken over by the others. A Redis restart shorter than
+    --redis-patience is waited out. Exit code 0 when the queue is done
+    (merge tells whether anything is missing).
     """
     keys = _keys(queue_name)
     if not claim_idle > 0:
@@ -233,6 +257,7 @@ def queue_worker(
     if not settings.client_id:
         settings.require_client()  # says what is missing
     on_interrupt(WORKER_INTERRUPTED)
+    report = _AccountReport(settings)
     with reported(store=settings.store):
         client_id, client_secret = settings.require_client()
         store = open_token_store(settings, memory_refused="a memory store holds no token")
@@ -249,7 +274,13 @@ def queue_worker(
                 account = first.decode() if isinstance(first, bytes) else str(first)
                 rate: float | RedisRateLimiter | None = settings.rate
                 if shared_rate is not None:
-                    rate = RedisRateLimiter(redis, key=f"{queue_name}:rate", rate=shared_rate)
+                    # Waits out the same Redis outages as the worker does.
+                    rate = RedisRateLimiter(
+                        redis,
+                        key=f"{queue_name}:rate",
+                        rate=shared_rate,
+                        patience=settings.redis_patience,
+                    )
                 async with crawling_client(
                     store=store,
                     client_id=client_id,
@@ -274,12 +305,13 @@ def queue_worker(
                         page_size=settings.page_size,
                         timeout=timeout,
                         validate=settings.validate,
-                        on_account=_report_account,
+                        on_account=report,
+                        patience=settings.redis_patience,
                     )
             finally:
                 await store.aclose()
 
-        run = _run(redis_url, body)
+        run = _run(redis_url, body, store=settings.store)
     redone = f" ({len(run.redone)} taken over from stopped workers)" if run.redone else ""
     click.echo(
         f"Worker {run.worker}: finished {len(run.finished)} account(s){redone}. "
@@ -287,13 +319,26 @@ def queue_worker(
     )
 
 
-def _report_account(account: str, crawled: JsonlCrawl | None) -> None:
-    if crawled is None:
-        click.echo(f"{account}: left to another worker")
-        return
-    items = sum(crawled.items.values())
-    left = "" if crawled.finished else ", parts left unread"
-    click.echo(f"{account}: {items} items, {len(crawled.failures)} failure(s){left}")
+class _AccountReport:
+    """One line per account a worker stops working on; a refused client said once, on stderr."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.refused = 0
+
+    def __call__(self, account: str, crawled: JsonlCrawl | None) -> None:
+        if crawled is None:
+            click.echo(f"{account}: left to another worker")
+            return
+        items = sum(crawled.items.values())
+        left = "" if crawled.finished else ", parts left unread"
+        click.echo(f"{account}: {items} items, {len(crawled.failures)} failure(s){left}")
+        if accounts_refused_client(crawled.failures):
+            self.refused += 1
+            if self.refused == 1:  # every account after it meets the same refusal
+                settings = self.settings
+                endpoint = f"the token endpoint (--token-url {settings.token_url})"
+                warn(refused_client_line(endpoint, settings.client_named(), 1))
 
 
 @queue.command("merge")
@@ -330,8 +375,7 @@ def queue_merge(
             raise CliError(f"queue {queue_name!r} has no accounts: nothing to merge")
         return await merge(redis, queue=queue_name, output_dirs=output_dirs, out_path=output)
 
-    with reported():
-        merged = _run(redis_url, body)
+    merged = _run(redis_url, body)
     sys.exit(print_merge_summary(merged))
 
 
@@ -353,15 +397,21 @@ def print_merge_summary(merged: MergedCrawl) -> int:
             f"Unfinished: {len(merged.unfinished)} account(s) no worker finished yet: start "
             "a worker on the queue (it takes over what a stopped one held), then merge again."
         )
-    if any(failure.kind in _LEFT_FOR_LATER for failure in merged.failures):
+    refused = accounts_refused_client(merged.failures)
+    if refused:
         click.echo(
-            "Unfinished: parts were left unread (an outage, a timeout, an authorization): "
+            f"The token endpoint refused the workers' client credentials (invalid_client) "
+            f"for {len(refused)} account(s): check the workers' --client-id and client "
+            "secret, then enqueue those accounts in a new queue (no login is needed)."
+        )
+    for account in accounts_to_log_in(merged.failures):
+        click.echo(f"Account {account!r} needs authorization first: wiser-async login -a {account}")
+    blocked = {*refused, *accounts_to_log_in(merged.failures)}
+    if any(f.kind in _LEFT_FOR_LATER and f.account not in blocked for f in merged.failures):
+        click.echo(
+            "Unfinished: parts were left unread (an outage, a timeout): "
             "enqueue those accounts in a new queue to read them."
         )
-        for account in sorted({f.account for f in merged.failures if f.kind == "authorization"}):
-            click.echo(
-                f"Account {account!r} needs authorization first: wiser-async login -a {account}"
-            )
     if merged.finished:
         click.echo(
             "Finished with parts missing (the API's answer for them): enqueue the accounts "

@@ -409,8 +409,7 @@ async def check_client(settings: Settings) -> None:
     if error == "invalid_client" or (error is None and response.status_code == 401):
         raise CliError(
             f"the token endpoint at {host} refused the client credentials (invalid_client): "
-            f"check --client-id{settings.origin('client_id')} and the client secret "
-            f"(from {settings.source('client_secret')})"
+            f"check {settings.client_named()}"
         )
     if error is None and not 200 <= response.status_code < 300:
         warn(
