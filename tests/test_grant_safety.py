@@ -235,6 +235,8 @@ def test_every_store_error_class_has_its_wiser_error() -> None:
         token_stores.DecryptionError("key"),
         token_stores.InsecurePermissions("mode"),
         token_stores.UnsupportedTokenFormat("new"),
+        token_stores.ForeignToken("copied"),
+        token_stores.UnboundToken("plain"),
     ]
     for original in errors:
         wrapped = store_error(original)

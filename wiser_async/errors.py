@@ -26,13 +26,16 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     │   ├── RequestTimeout            connect, read, write or pool timeout
     │   └── ConnectionFailed          refused, reset or dropped connection
     ├── DecodeError                   a body that is not the JSON the contract describes
+    ├── PagingLoop                    a collection's pages repeat, or would never end
     ├── CrawlOutputError              a crawl output cannot be resumed as asked
     ├── RateLimiterUnavailable        the Redis of a shared rate limit did not answer
     └── StoreError                    the token store failed (also a token_stores.TokenStoreError)
         ├── StoreUnavailable          the backing service or file system failed
         ├── LockTimeout               an account's lock was not acquired in time
         ├── CorruptTokenData          stored bytes are not a token; left for inspection
+        │   └── ForeignToken          the token stored for an account names another one
         ├── DecryptionError           stored bytes were encrypted with another key
+        │   └── UnboundToken          plain text, or sealed without its account
         ├── InsecurePermissions       a token file is readable by group or others
         └── UnsupportedTokenFormat    a token file written by a newer version
 
@@ -61,10 +64,12 @@ __all__ = [
     "DecodeError",
     "DecryptionError",
     "Forbidden",
+    "ForeignToken",
     "InsecurePermissions",
     "IssuerMismatch",
     "LockTimeout",
     "NotFound",
+    "PagingLoop",
     "RateLimited",
     "RequestTimeout",
     "ServerError",
@@ -73,6 +78,7 @@ __all__ = [
     "StoreUnavailable",
     "TokenEndpointError",
     "TransportError",
+    "UnboundToken",
     "UnexpectedRedirect",
     "UnsupportedTokenFormat",
     "WiserError",
@@ -98,9 +104,7 @@ class WiserError(Exception):
     def __init__(self, message: str, *, method: str | None = None, path: str | None = None) -> None:
         where = f"{method} {path}: " if method and path else ""
         super().__init__(f"{where}{message}")
-        self.message = message
-        self.method = method
-        self.path = path
+        self.message, self.method, self.path = message, method, path
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -146,8 +150,7 @@ class AuthorizationRequired(AuthorizationError):
         super().__init__(
             f"account {account!r} needs authorization: {reason}", method=method, path=path
         )
-        self.account = account
-        self.reason = reason
+        self.account, self.reason = account, reason
 
 
 class AuthorizationDenied(AuthorizationError):
@@ -156,8 +159,7 @@ class AuthorizationDenied(AuthorizationError):
     def __init__(self, description: str | None = None) -> None:
         detail = f": {description}" if description else ""
         super().__init__(f"the user denied the authorization request{detail}")
-        self.error = "access_denied"
-        self.description = description
+        self.error, self.description = "access_denied", description
 
 
 class AuthorizationFailed(AuthorizationError):
@@ -171,8 +173,7 @@ class AuthorizationFailed(AuthorizationError):
     def __init__(self, error: str, description: str | None = None) -> None:
         detail = f": {description}" if description else ""
         super().__init__(f"authorization failed with {error!r}{detail}")
-        self.error = error
-        self.description = description
+        self.error, self.description = error, description
 
 
 class StateMismatch(AuthorizationError):
@@ -195,8 +196,7 @@ class IssuerMismatch(AuthorizationError):
     def __init__(self, expected: str, received: str | None) -> None:
         got = "no iss" if received is None else f"iss {received!r}"
         super().__init__(f"the callback carries {got}, expected the issuer {expected!r}")
-        self.expected = expected
-        self.received = received
+        self.expected, self.received = expected, received
 
 
 class AuthorizationReplayed(AuthorizationError):
@@ -247,21 +247,22 @@ class TokenEndpointError(AuthorizationError):
         super().__init__(
             f"token endpoint error {error!r}{status}{detail}", method=method, path=path
         )
-        self.error = error
-        self.description = description
-        self.status_code = status_code
-        self.retry_after = retry_after
+        self.error, self.description = error, description
+        self.status_code, self.retry_after = status_code, retry_after
 
 
 class ApiError(WiserError):
-    """The API answered with an error status.
+    """The API answered with an error status (its body read as the envelope or RFC 7807 / 9457).
 
     Attributes:
         status_code: The HTTP status.
         code: The ``error.code`` of the body, if the body had one.
-        request_id: The ``error.requestId`` of the body, if any.
-        body_excerpt: The start of a body that was not the JSON error
-            envelope (an HTML page from a proxy, say), for diagnosis.
+        request_id: ``error.requestId``, a problem's ``requestId``, or ``X-Request-Id``.
+        title: A problem's ``title``, if any.
+        detail: A problem's ``detail`` (or the envelope's ``message``), if any.
+        invalid_params: The parameters refused, as ``(name, reason)`` pairs: a
+            problem's ``invalid-params``, ``invalidParams`` or ``errors``.
+        body_excerpt: The start of a body that is neither (an HTML page from a proxy, say).
     """
 
     kind: ClassVar[str] = "api_error"
@@ -275,13 +276,15 @@ class ApiError(WiserError):
         path: str,
         code: str | None = None,
         request_id: str | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        invalid_params: tuple[tuple[str, str], ...] = (),
         body_excerpt: str | None = None,
     ) -> None:
         super().__init__(message, method=method, path=path)
         self.status_code = status_code
-        self.code = code
-        self.request_id = request_id
-        self.body_excerpt = body_excerpt
+        self.code, self.request_id, self.body_excerpt = code, request_id, body_excerpt
+        self.title, self.detail, self.invalid_params = title, detail, invalid_params
 
 
 class BadRequest(ApiError):
@@ -355,42 +358,37 @@ class ConnectionFailed(TransportError):
 
 
 class DecodeError(WiserError):
-    """A body that is not the JSON the contract describes.
-
-    The message says what was wrong and where (a JSON path), never a value
-    that could be a secret.
-    """
+    """A body that is not the JSON the contract describes: says where (a JSON path), no value."""
 
     kind: ClassVar[str] = "decode"
 
 
-class CrawlOutputError(WiserError):
-    """A crawl output cannot be resumed as asked.
+class PagingLoop(WiserError):
+    """A collection's paging would not end: a page of ids it gave already (a repeat, a circle),
+    or more pages or items than its first page's total allows (else
+    `PageFormat.max_items_without_total`)."""
 
-    No checkpoint, a damaged one, an output changed since, or a resume with
-    other parameters (accounts, ``devices_by``, page size, base URL) than the
-    output was started with: the message says which.
-    """
+    kind: ClassVar[str] = "paging_loop"
+
+
+class CrawlOutputError(WiserError):
+    """A crawl output cannot be resumed as asked (the message says why): no checkpoint, a
+    damaged one, an output changed since, or a resume with other accounts,
+    ``devices_by``, page size or base URL than it began with."""
 
     kind: ClassVar[str] = "output"
 
 
 class RateLimiterUnavailable(WiserError):
-    """The Redis holding a shared rate limit (`RedisRateLimiter`) did not answer.
-
-    The request was not sent: without the shared schedule it could exceed
-    the rate every worker agreed on. Raised after the limiter's ``patience``.
-    """
+    """The Redis of a shared rate limit (`RedisRateLimiter`) did not answer within its
+    ``patience``. The request was not sent: it could have exceeded the agreed rate."""
 
     kind: ClassVar[str] = "rate_limiter"
 
 
 class StoreError(WiserError, token_stores.TokenStoreError):
-    """The token store failed; the store's own error is the ``__cause__``.
-
-    Also a `token_stores.TokenStoreError`: code written against the store
-    keeps catching what it caught.
-    """
+    """The token store failed; the store's own error is the ``__cause__``. Also a
+    `token_stores.TokenStoreError`: code written against the store keeps catching it."""
 
     kind: ClassVar[str] = "store"
 
@@ -429,14 +427,17 @@ class UnsupportedTokenFormat(StoreError, token_stores.UnsupportedTokenFormat):
     """A token file was written by a newer version of the store; upgrade to read it."""
 
 
-_STORE_ERRORS: tuple[type[StoreError], ...] = (
-    StoreUnavailable,
-    LockTimeout,
-    CorruptTokenData,
-    DecryptionError,
-    InsecurePermissions,
-    UnsupportedTokenFormat,
-)
+class ForeignToken(CorruptTokenData, token_stores.ForeignToken):
+    """The token stored for an account names another account (copied or moved there): refused."""
+
+
+class UnboundToken(DecryptionError, token_stores.UnboundToken):
+    """An encrypted store holds a plaintext token, or one sealed without its account: refused."""
+
+
+# The most specific first: a store's error takes the first class it is an instance of.
+_STORE_ERRORS: tuple[type[StoreError], ...] = (ForeignToken, UnboundToken)
+_STORE_ERRORS += tuple(StoreError.__subclasses__())
 
 
 def store_error(error: token_stores.TokenStoreError) -> StoreError:

@@ -21,12 +21,12 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from token_stores import TokenStoreError
 
-from .._config import COLLECTIONS, CollectionName, NodeKind, usable_id
+from .._config import COLLECTIONS, MAX_PAGES, CollectionName, NodeKind, PagingGuard, usable_id
 from .._decode import RawItem
 from .._observe import ClientEvent
 from .._stats import ClientStats
 from .._transport import Requester
-from ..errors import AuthorizationError, DecodeError, TokenEndpointError, WiserError
+from ..errors import AuthorizationError, DecodeError, PagingLoop, TokenEndpointError, WiserError
 from ..models import Page
 from .events import Batch, Event, FailureEvent, UnitDone
 from .queue import FairQueue, Job, Pages
@@ -39,15 +39,20 @@ logger = logging.getLogger("wiser_async.crawl")
 # Collections whose items lead to more collections (rooms only when devices are read by room).
 _PARENTS = frozenset({"locations", "sites", "rooms"})
 
-# Pages a collection may have (500 items each: 50 million items). A larger
-# total is no portfolio but a broken or hostile server: the collection fails.
-MAX_PAGES = 100_000
-
 # Failures that say nothing about the resource itself (the API or the store
 # could not answer in time): a resumed crawl reads those parts again. A 403,
-# 404, 400 or an undecodable body is the API's answer, and is kept.
+# 404, 400, an undecodable body or a paging loop is the API's answer, and is kept.
 RETRY_LATER_KINDS = frozenset(
-    {"server_error", "timeout", "connection", "rate_limited", "store", "token_endpoint", "deadline"}
+    {
+        "server_error",
+        "timeout",
+        "connection",
+        "rate_limited",
+        "rate_limiter",
+        "store",
+        "token_endpoint",
+        "deadline",
+    }
 )
 # Token-endpoint failures that pass: the account's grant may be fine.
 _PASSING_TOKEN_ERRORS = frozenset(
@@ -95,6 +100,7 @@ class Engine:
             for account in dict.fromkeys(accounts)
         }
         self.paths = requester.config.paths
+        self.page_format = requester.config.pages
         self.events = requester.session.events
         self.devices_by = devices_by
         # Items kept as the API sent them, only their ids read (a crawl to a file).
@@ -172,29 +178,25 @@ class Engine:
         counted = not (job.collection == "site_devices" and self.devices_by == "room")
         if job.first and page.total is not None and counted:
             self.expected[COLLECTIONS[job.collection].kind] += page.total
+        if page.is_last:
+            return
+        guard = job.guard
+        if guard is None:
+            # A second page is coming: from now on the collection is watched for loops.
+            try:
+                guard = PagingGuard(page, self.page_format, self._path(job))
+            except PagingLoop as exc:
+                await self._fail(job, exc.kind, None, exc.message, offset=job.offset + size)
+                return
         if page.total is None:
             # No total: page on until a short page.
-            if not page.is_last:
-                self._enqueue(attrs.evolve(job, offset=job.offset + size))
+            self._enqueue(attrs.evolve(job, offset=job.offset + size, guard=guard))
             return
         if job.first:
-            if page.is_last:
-                return
             # A server that serves fewer items than asked (a smaller maximum)
             # sets the step, or items would be skipped.
             step = size if size < page.limit else page.limit
-            left = -(-(page.total - job.offset - step) // step)
-            if left > MAX_PAGES:
-                await self._fail(
-                    job,
-                    "decode",
-                    None,
-                    f"the collection claims {page.total} items: {left} more pages, beyond "
-                    f"the {MAX_PAGES} a collection may have; only its first page was read",
-                    offset=job.offset + step,
-                )
-                return
-            pages = Pages(job, job.offset + step, page.total, step)
+            pages = Pages(attrs.evolve(job, guard=guard), job.offset + step, page.total, step)
             self.cursors.append(pages)
             for _ in range(self.workers):
                 self._schedule(pages)
@@ -306,6 +308,8 @@ class Engine:
             return
         for error in item_errors:
             await self._fail(job, "decode", None, error.message, resource=error.path)
+        if job.guard is not None and not await self._passes(job, job.guard, page):
+            return
         items: Sequence[Item | RawItem] = page.items
         unusable = self._unusable_ids(job, items)
         if unusable:
@@ -340,6 +344,17 @@ class Engine:
             for item in items:
                 self._children(job, item)
         await self._more_pages(job, page)
+
+    async def _passes(self, job: Job, guard: PagingGuard, page: Page[Any]) -> bool:
+        """False if `page` ends its collection (a loop, a bound), or came after that end."""
+        if guard.ended:
+            return False  # read while another page of the collection ended it
+        try:
+            guard.check(page, self._path(job))
+        except PagingLoop as exc:
+            await self._fail(job, exc.kind, None, exc.message)
+            return False
+        return True
 
     async def _emit(self, event: Event) -> None:
         # Straight into the buffer when it has room; wait (backpressure) when not.
@@ -419,8 +434,10 @@ class Engine:
         self.queue.drop_account(account)
         status = getattr(error, "status_code", None)
         message = self.requesters[account].redact(error.message)
-        failure = Failure(
-            account=account, resource="*", kind="authorization", status=status, message=message
-        )
+        # The token endpoint refusing the client (RFC 6749 5.2) says nothing
+        # about the customer's grant: the client id or secret needs fixing.
+        refused_client = isinstance(error, TokenEndpointError) and error.error == "invalid_client"
+        kind = "client" if refused_client else "authorization"
+        failure = Failure(account=account, resource="*", kind=kind, status=status, message=message)
         self._record(failure)
         await self._emit(FailureEvent(("account", account, ""), failure))

@@ -67,7 +67,12 @@ class Failure:
             the whole account failed.
         kind: What went wrong: ``forbidden``, ``not_found``, ``bad_request``,
             ``rate_limited``, ``server_error``, ``timeout``, ``connection``,
-            ``decode``, ``redirect``, ``authorization``, ``store``,
+            ``decode``, ``paging_loop`` (the collection's pages repeated what
+            it gave, or went past its bound: what came before is kept),
+            ``redirect``, ``authorization`` (the account's grant is gone: a
+            login authorizes it again), ``client`` (the token endpoint refused
+            the client id or secret, ``invalid_client``: the grant is
+            untouched), ``store``,
             ``token_endpoint``, ``api_error``, ``rate_limiter`` (the shared rate
             limit's Redis did not answer), ``deadline`` (not read before the
             crawl's timeout ran out), or ``unfinished`` (in a merged distributed

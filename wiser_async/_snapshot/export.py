@@ -64,7 +64,7 @@ __all__ = [
 _FINISHED = "complete"  # the mark's name on disk: nothing is left for a resume to read
 _CHECKPOINT_FORMAT = 2
 # Parts left unread for these reasons belong to no finished unit: a resume reads them.
-_INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization"}
+_INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization", "client"}
 _KINDS = ("location", "site", "room", "device")
 
 
