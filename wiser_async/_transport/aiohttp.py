@@ -26,13 +26,18 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Final, cast
 
-import aiohttp
 import httpx2
-from aiohttp.http_exceptions import HttpProcessingError
-from httpx_aiohttp.httpx2 import AiohttpTransport as _UpstreamTransport
-from yarl import URL
 
+from .._extras import extra_missing
 from .._token_endpoint import default_ssl_context
+
+try:
+    import aiohttp
+    from aiohttp.http_exceptions import HttpProcessingError
+    from httpx_aiohttp.httpx2 import AiohttpTransport as _UpstreamTransport
+    from yarl import URL
+except ModuleNotFoundError as exc:
+    raise extra_missing("wiser_async.transports.AiohttpTransport", "aiohttp", exc) from exc
 
 __all__ = ["AiohttpTransport"]
 

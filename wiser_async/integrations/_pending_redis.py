@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from .._extras import extra_missing
 from ..errors import StoreUnavailable
 from ._pending import (
     DEFAULT_MAX_PENDING,
@@ -127,7 +128,10 @@ class RedisPendingStore:
     ) -> None:
         check_bounds(max_pending, max_per_account)
         if isinstance(redis_or_url, str):
-            import redis.asyncio
+            try:
+                import redis.asyncio
+            except ModuleNotFoundError as exc:
+                raise extra_missing("RedisPendingStore", "redis", exc) from exc
 
             self._redis: Any = redis.asyncio.Redis.from_url(redis_or_url)
             self._owns = True

@@ -22,7 +22,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+from .._extras import extra_missing
+
+try:
+    from aiohttp import web
+except ModuleNotFoundError as exc:
+    raise extra_missing("wiser_async.integrations.aiohttp", "aiohttp", exc) from exc
 
 from .. import AsyncWiserClient
 from ..errors import WiserError

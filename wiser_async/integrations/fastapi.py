@@ -23,8 +23,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from .._extras import extra_missing
+
+try:
+    from fastapi import APIRouter, FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+except ModuleNotFoundError as exc:
+    raise extra_missing("wiser_async.integrations.fastapi", "fastapi", exc) from exc
 
 from .. import AsyncWiserClient
 from ..errors import WiserError

@@ -34,8 +34,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from .._extras import extra_missing
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ModuleNotFoundError as exc:
+    raise extra_missing("wiser_async.integrations.opentelemetry", "otel", exc) from exc
 
 from wiser_async import (
     ClientEvent,
