@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from benchmarks._core import load
@@ -16,22 +17,36 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_KEYS = {"name", "value", "bound", "ratio", "limit", "unit", "stretch", "pass"}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
-    # About 30 s on 2 cores; the bound leaves room for a loaded machine.
+@attrs.frozen
+class QuickRun:
+    """One ``python -m benchmarks --quick`` run: its report, its output and where it wrote."""
+
+    report: dict[str, Any]
+    completed: subprocess.CompletedProcess[str]
+    output: Path
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    """Every benchmark run once with --quick (about 45 s on 2 cores), shared by this module."""
+    output = tmp_path_factory.mktemp("bench")
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=150,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    return QuickRun(json.loads((output / "latest.json").read_text()), completed, output)
 
-    report = json.loads((tmp_path / "latest.json").read_text())
-    assert len(list(tmp_path.glob("*.json"))) == 2  # latest.json and its timestamped copy
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_run_reports_every_benchmark(quick_run: QuickRun) -> None:
+    report, completed = quick_run.report, quick_run.completed
+    assert len(list(quick_run.output.glob("*.json"))) == 2  # latest.json and a timestamped copy
     assert report["options"]["quick"] is True
     names = list(load())
     assert [entry["name"] for entry in report["benchmarks"]] == names
@@ -133,30 +148,14 @@ EXPECTED: dict[str, tuple[set[str], int]] = {
 }
 
 
-def _quick_run(name: str, output: Path) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", name, "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report: dict[str, Any] = json.loads((output / "latest.json").read_text())
-    return report
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_quick_run_of_each_new_benchmark(name: str, tmp_path: Path) -> None:
-    # A few seconds each: one sandbox process and one run of each label.
-    report = _quick_run(name, tmp_path)
+def test_quick_run_of_each_new_benchmark(name: str, quick_run: QuickRun) -> None:
+    report = quick_run.report
     assert set(report["versions"]) == VERSION_KEYS
     assert all(isinstance(value, str) and value for value in report["versions"].values())
-    (entry,) = report["benchmarks"]
-    assert entry["name"] == name
+    (entry,) = [entry for entry in report["benchmarks"] if entry["name"] == name]
     assert entry["error"] is None, entry
     keys, targets = EXPECTED[name]
     assert keys <= set(entry["figures"]), keys - set(entry["figures"])
