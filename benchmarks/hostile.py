@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -156,12 +157,19 @@ def _child(
 
 
 def _killed_child(
-    process: SandboxProcess, token: dict[str, Any], seconds: float, *options: str
+    process: SandboxProcess,
+    token: dict[str, Any],
+    seconds: float,
+    *options: str,
+    until: Callable[[], bool] | None = None,
 ) -> SandboxStats:
     """Start a ``jsonl`` child, SIGKILL it ``seconds`` after its crawl began.
 
-    Returns the sandbox's counters read just before the kill: a request the
-    sandbox had answered by then was answered before the child died.
+    With `until`, the kill waits past ``seconds`` until it holds (polled, at
+    most ``_START_TIMEOUT`` more): on a loaded machine a second of crawl may
+    not be enough for what the caller measures. Returns the sandbox's
+    counters read just before the kill: a request the sandbox had answered
+    by then was answered before the child died.
     """
     argv = _argv("jsonl", process, options)
     with tempfile.TemporaryFile() as stderr:
@@ -182,6 +190,11 @@ def _killed_child(
                 tail = stderr.read()[-2000:].decode("utf-8", "replace")
                 raise BenchmarkError(f"the jsonl child never started its crawl: {tail}")
             time.sleep(seconds)
+            give_up = time.monotonic() + _START_TIMEOUT
+            while until is not None and not until() and child.poll() is None:
+                if time.monotonic() > give_up:
+                    break
+                time.sleep(0.02)
             if child.poll() is not None:
                 raise BenchmarkError(
                     f"the jsonl child ended ({child.returncode}) before it was killed"
@@ -432,13 +445,21 @@ def _interrupt(
         checkpointed = _site_units(checkpoint)
         at_kill = _answered(killed, checkpointed)
         _use(process, INTERRUPTED)
-        killed = _killed_child(process, token, plan.resume_for, *jsonl, "--resume")
+        killed = _killed_child(
+            process,
+            token,
+            plan.resume_for,
+            *jsonl,
+            "--resume",
+            until=lambda: _site_units(checkpoint) > checkpointed,  # noqa: B023 - called at once
+        )
         resumed = _site_units(checkpoint)
         added = resumed - checkpointed
         at_resume_kill = _answered(killed, added)
         if added <= 0:
             raise BenchmarkError(
-                f"the resume ran {plan.resume_for} s and checkpointed no site unit"
+                f"the resume ran {plan.resume_for} s (and waited {_START_TIMEOUT} s more)"
+                f" and checkpointed no site unit"
                 f" ({checkpointed} before, {resumed} after)"
             )
         _use(process, UNHURRIED)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -43,6 +44,13 @@ class _NotSlowCallbacks(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_NotSlowCallbacks())
+
+# A suite started in the background by a non-interactive shell (`make test &`,
+# nohup, some CI runners) inherits SIGINT ignored, and so would every child
+# process the Ctrl-C tests interrupt: they would exit 0 instead of 130.
+# Python's own handler here means children start with the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(
