@@ -186,3 +186,9 @@ async def test_debug_logs_of_a_whole_session_contain_no_secret(
     assert "HTTP Request" in text or caplog.records  # logging was on
     for secret in [*secrets_of(first, latest), request.code_verifier]:
         assert secret not in text
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    assert wiser_async.__version__ == version("wiser-async")

@@ -9,6 +9,7 @@
 """
 
 import logging as _logging
+from typing import Any as _Any
 
 import attrs as _attrs
 
@@ -147,3 +148,18 @@ del __locals, __name, __value, _attrs
 # nothing is printed (not Python's last-resort stderr handler).
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 del _logging
+
+
+def __getattr__(name: str) -> _Any:
+    # ``__version__`` is read from the distribution's metadata when first asked
+    # for: importlib.metadata costs a worker's start-up about 25 ms otherwise.
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("wiser-async")
+        except metadata.PackageNotFoundError:  # a source tree that is not installed
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
