@@ -107,12 +107,11 @@ def serve(
 
     .. versionadded:: 0.1.0
     """
-    sock = _bind(host, port)
-    urls = sandbox.urls(_origin(sock, host))
-    server = _server(
-        sandbox, (lambda: on_ready(urls)) if on_ready else (lambda: None), log_level=log_level
-    )
-    with sock:
+    with _bind(host, port) as sock:  # closed even when the server cannot be built
+        urls = sandbox.urls(_origin(sock, host))
+        server = _server(
+            sandbox, (lambda: on_ready(urls)) if on_ready else (lambda: None), log_level=log_level
+        )
         server.run(sockets=[sock])
 
 
@@ -123,8 +122,12 @@ def serve_in_thread(sandbox: Sandbox, host: str, port: int) -> Iterator[SandboxU
     urls = sandbox.urls(_origin(sock, host))
     started = threading.Event()
     failure: list[BaseException] = []
-    # No log_config: a test process keeps its own logging setup.
-    server = _server(sandbox, started.set, log_config=None, log_level="warning")
+    try:
+        # No log_config: a test process keeps its own logging setup.
+        server = _server(sandbox, started.set, log_config=None, log_level="warning")
+    except BaseException:
+        sock.close()  # uvicorn missing: the bound socket is not left to the collector
+        raise
 
     def run() -> None:
         try:
