@@ -19,7 +19,7 @@ import attrs
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support import CLIENT_SECRET, free_port, issue, read_terminal
+from tests.support import CLIENT_SECRET, free_port, issue
 from token_stores import Encryption, FileTokenStore
 from wiser_async import read_snapshot
 from wiser_async.cli import main
@@ -262,14 +262,6 @@ def test_ctrl_c_exits_130_and_the_crawl_resumes(tmp_path: Path, reference_crawl:
     assert summary_of(resumed.stdout, output) == reference_crawl.summary
 
 
-@pytest.mark.slow
-def test_progress_shows_on_a_terminal(tmp_path: Path) -> None:
-    code, seen = read_terminal(crawl_command(tmp_path / "out.jsonl"), timeout=60)
-    assert code == 0
-    assert b"crawling" in seen
-    assert b"devices" in seen
-
-
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
@@ -284,11 +276,13 @@ def test_diff_prints_added_removed_changed_and_exits_1(tmp_path: Path) -> None:
     new = write_jsonl(tmp_path / "new.jsonl", [device("d2", "2"), device("d3", "1")])
     result = run("diff", str(old), str(new))
     assert result.exit_code == 1
-    lines = result.output.splitlines()
-    assert lines[0] == "1 added, 1 removed, 1 changed"
-    assert "+ a/d3 (site s1, room r1)" in lines
-    assert "- a/d1 (site s1, room r1)" in lines
-    assert "~ a/d2: firmwareVersion: '1' -> '2'" in lines
+    assert result.output.splitlines() == [
+        "1 added, 1 removed, 1 changed",
+        "a: 1 added, 1 removed, 1 changed",
+        "  + d3 (site s1, room r1)",
+        "  - d1 (site s1, room r1)",
+        "  ~ d2: firmwareVersion: '1' -> '2'",
+    ]
     as_json = json.loads(run("diff", str(old), str(new), "--json").output)
     assert as_json["changed"][0]["fields"] == {"firmwareVersion": {"old": "1", "new": "2"}}
     same = run("diff", str(old), str(old))
@@ -296,6 +290,62 @@ def test_diff_prints_added_removed_changed_and_exits_1(tmp_path: Path) -> None:
     assert same.output.startswith("0 added, 0 removed, 0 changed")
     ignored = run("diff", str(old), str(new), "--ignore", "firmwareVersion")
     assert "0 changed" in ignored.output
+
+
+def test_diff_groups_each_accounts_differences_under_its_own_totals(tmp_path: Path) -> None:
+    def device(account: str, device_id: str, firmware: str = "1") -> dict[str, Any]:
+        data = {"id": device_id, "siteId": "s", "roomId": None, "firmwareVersion": firmware}
+        return {"type": "device", "account": account, "siteId": "s", "roomId": None, "data": data}
+
+    # A crawl writes accounts interleaved, as their pages came.
+    old = write_jsonl(
+        tmp_path / "old.jsonl",
+        [
+            device("globex", "g1"),
+            device("acme", "a2"),
+            device("globex", "g2"),
+            device("acme", "a1"),
+        ],
+    )
+    new = write_jsonl(
+        tmp_path / "new.jsonl",
+        [
+            device("acme", "a9"),
+            device("globex", "g2", "2"),
+            device("acme", "a1", "2"),
+            device("globex", "g3"),
+            device("acme", "a3"),
+        ],
+    )
+    result = run("diff", str(old), str(new))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "3 added, 2 removed, 2 changed",
+        "acme: 2 added, 1 removed, 1 changed",
+        "  + a3 (site s, no room)",
+        "  + a9 (site s, no room)",
+        "  - a2 (site s, no room)",
+        "  ~ a1: firmwareVersion: '1' -> '2'",
+        "globex: 1 added, 1 removed, 1 changed",
+        "  + g3 (site s, no room)",
+        "  - g1 (site s, no room)",
+        "  ~ g2: firmwareVersion: '1' -> '2'",
+    ]
+    # --json keeps its shape; its lists come in the same order, an account's together.
+    as_json = json.loads(run("diff", str(old), str(new), "--json").output)
+    assert [(r["account"], r["data"]["id"]) for r in as_json["added"]] == [
+        ("acme", "a3"),
+        ("acme", "a9"),
+        ("globex", "g3"),
+    ]
+    assert [(r["account"], r["data"]["id"]) for r in as_json["removed"]] == [
+        ("acme", "a2"),
+        ("globex", "g1"),
+    ]
+    assert [(c["account"], c["id"]) for c in as_json["changed"]] == [
+        ("acme", "a1"),
+        ("globex", "g2"),
+    ]
 
 
 def test_tokens_list_show_delete_never_print_secrets(sandbox: Sandbox, tmp_path: Path) -> None:

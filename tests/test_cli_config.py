@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from click.testing import CliRunner, Result
 
+import wiser_async
 from tests.asgi_server import serve_asgi
 from tests.cli_support import assert_one_line_error
 from tests.support import CLIENT_SECRET, issue
@@ -26,6 +27,7 @@ from token_stores import (
 )
 from wiser_async import read_snapshot
 from wiser_async.cli import main
+from wiser_async.cli._environment import IGNORED, known_variables, unknown_variable_warnings
 from wiser_async.sandbox import Sandbox, SandboxUrls
 
 # Every WISER_* variable of the environment the tests run in is cleared: only
@@ -269,6 +271,47 @@ def test_every_setting_has_its_variable(tmp_path: Path) -> None:
     assert rows["encryption_keys"][0] == "***"
     for secret in ("s3cr3t-value", "pa55word", (tmp_path / "keys").read_text()):
         assert secret not in result.output
+
+
+def test_a_wiser_variable_nothing_reads_is_warned_about_by_name_never_by_value() -> None:
+    result = run(
+        "config",
+        "show",
+        env={
+            "WISER_CONCURENCY": "7",
+            "WISER_STORE": "redis://:hunter2-pw@r.example",
+            "WISER_UNRELATED_THING": "s3cr3t-value",
+            "WISER_REQUIRE_REDIS": "1",  # the test suite's switch: not the command line's
+            "WISER_CLIENT_SECRET": "another-s3cr3t",
+        },
+    )
+    assert result.stderr.splitlines() == [
+        "warning: WISER_CONCURENCY is not a wiser-async setting; it is ignored "
+        "(did you mean WISER_CONCURRENCY?)",
+        "warning: WISER_STORE is not a wiser-async setting; it is ignored "
+        "(did you mean WISER_TOKEN_STORE?)",
+        "warning: WISER_UNRELATED_THING is not a wiser-async setting; it is ignored",
+    ]
+    assert shown(result)["concurrency"] == ("16", "default")  # ignored, as the warning says
+    for secret in ("hunter2-pw", "s3cr3t-value", "another-s3cr3t"):
+        assert secret not in result.output
+
+
+def test_every_wiser_variable_the_code_names_is_known_or_deliberately_ignored() -> None:
+    known = known_variables(main)
+    # The options' variables come from the commands themselves: a sample of each command's.
+    for name in ("WISER_CONFIG", "WISER_OUTPUT", "WISER_QUEUE_REDIS", "WISER_LOGIN_HINT",
+                 "WISER_LATENCY", "WISER_IGNORE", "WISER_PORT", "WISER_TOKEN_STORE"):  # fmt: skip
+        assert name in known
+    package = Path(wiser_async.__file__).parent
+    named = {
+        name
+        for path in package.rglob("*.py")
+        if path.name != "_environment.py"  # its docstring shows a misspelt one
+        for name in re.findall(r"WISER_[A-Z][A-Z_]*[A-Z]", path.read_text())
+    }
+    assert len(named) > 20
+    assert unknown_variable_warnings(dict.fromkeys(named | IGNORED, "x"), known) == []
 
 
 def test_secrets_come_from_files_named_in_the_config_and_are_never_shown(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tests.cli_support import assert_one_line_error
 from tests.support import CLIENT_ID, CLIENT_SECRET, free_port
 from token_stores import FileTokenStore, Token
 from wiser_async.cli import main
+from wiser_async.cli.tokens import duration, expires_phrase
 from wiser_async.sandbox import Sandbox, SandboxUrls
 
 ROOT = Path(__file__).parent.parent
@@ -136,8 +138,38 @@ def test_login_into_memory_when_allowed_opens_the_browser(
     monkeypatch.setattr("webbrowser.open", open_browser)
     result = run(*login_args(urls, "memory", free_port(), "--allow-memory", "--timeout", "30"))
     assert result.exit_code == 0, result.output
-    assert "Token stored for 'acme'" in result.stdout
+    # The sandbox's tokens live an hour: the message says when this one expires.
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    assert re.search(
+        rf"^Token stored for 'acme'; it expires {stamp} \(in 1 h\)\.$", result.stdout, re.M
+    )
     assert opened == [200]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0.4, "0 s"),
+        (45, "45 s"),
+        (89, "1 min"),
+        (3540, "59 min"),
+        (3599.6, "1 h"),
+        (5400, "1 h 30 min"),
+        (86400, "24 h"),
+        (3 * 86400, "3 d"),
+    ],
+)
+def test_a_duration_reads_in_the_unit_a_person_would_use(seconds: float, said: str) -> None:
+    assert duration(seconds) == said
+
+
+def test_the_expiry_phrase_says_expires_expired_or_none_given() -> None:
+    now = time.time()
+    assert expires_phrase(Token(access_token="x", expires_at=now + 7200)).startswith("expires 20")
+    assert expires_phrase(Token(access_token="x", expires_at=now + 7200)).endswith(" (in 2 h)")
+    assert expires_phrase(Token(access_token="x", expires_at=now - 300)).endswith(" (5 min ago)")
+    assert expires_phrase(Token(access_token="x", expires_at=now - 300)).startswith("expired 20")
+    assert expires_phrase(Token(access_token="x")) == "has no expiry (the token endpoint gave none)"
 
 
 def test_a_connection_that_sends_no_request_is_closed_once_overdue(

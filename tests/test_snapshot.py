@@ -410,3 +410,15 @@ async def test_a_damaged_checkpoint_is_a_clear_error(
         checkpoint.write_bytes(b'{"unit": ["site", "acct", "s"], "offset": 0}\n')
         with pytest.raises(CrawlOutputError, match="not written by this version"):
             await crawl_to_jsonl(client, output, resume=True, page_size=5)
+
+
+async def test_outputs_and_snapshots_take_string_paths(
+    wiser_client: AsyncWiserClient, tmp_path: Path
+) -> None:
+    jsonl, document = str(tmp_path / "crawl.jsonl"), str(tmp_path / "crawl.json")
+    assert (await crawl_to_jsonl(wiser_client, jsonl)).complete
+    assert (await crawl_to_json(wiser_client, document)).complete
+    records = list(read_snapshot(jsonl))
+    assert any(record["type"] == "device" for record in records)
+    diff = diff_snapshots(jsonl, document)
+    assert (diff.added, diff.removed, diff.changed) == ([], [], [])

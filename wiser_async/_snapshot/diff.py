@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ import attrs
 __all__ = ["DeviceChange", "SnapshotDiff", "diff_snapshots", "read_snapshot"]
 
 
-def read_snapshot(path: Path) -> Iterator[dict[str, Any]]:
+def read_snapshot(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The records of a JSONL or JSON crawl output, as JSONL-style records.
 
     Raises:
         ValueError: a line or the document is not JSON, naming where.
     """
+    path = Path(path)
     with path.open("rb") as file:
         if not _is_jsonl(file.readline()):
             file.seek(0)
@@ -130,7 +132,9 @@ def _devices(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def diff_snapshots(old: Path, new: Path, *, ignore: Iterable[str] = ()) -> SnapshotDiff:
+def diff_snapshots(
+    old: str | os.PathLike[str], new: str | os.PathLike[str], *, ignore: Iterable[str] = ()
+) -> SnapshotDiff:
     """Compare the devices of two crawl outputs (JSONL or JSON).
 
     Devices are matched by account and id. Memory holds a 16-byte digest

@@ -1,4 +1,4 @@
-"""Crawl outputs on disk: a resumable JSONL writer with its checkpoint, and a JSON writer.
+"""Crawl outputs on disk as JSONL: a resumable writer with its checkpoint (JSON: `document`).
 
 JSONL records, one per line::
 
@@ -23,10 +23,10 @@ fsync'ed: this survives the process dying, not the machine losing power.
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import anyio
 import attrs
@@ -34,7 +34,6 @@ import attrs
 from .._crawl import (
     RETRY_LATER_KINDS,
     Batch,
-    CrawlResult,
     CrawlStats,
     DevicesBy,
     Failure,
@@ -46,26 +45,32 @@ from .._crawl import (
 )
 from .._decode import RawItem
 from .._json import dumps
-from ..errors import CrawlOutputError
 from .appender import UnitAppender
+from .checkpoint import FINISHED, checkpoint_path, line, prepare
+from .tally import CrawlTally
 
 if TYPE_CHECKING:
     from .._client import AsyncWiserClient
 
 __all__ = [
     "JsonlCrawl",
+    "TallyProgress",
     "Validation",
-    "checkpoint_path",
-    "crawl_to_json",
     "crawl_to_jsonl",
-    "result_to_json",
+    "pages_only",
+    "redacted",
+    "write_jsonl",
 ]
 
-_FINISHED = "complete"  # the mark's name on disk: nothing is left for a resume to read
-_CHECKPOINT_FORMAT = 2
 # Parts left unread for these reasons belong to no finished unit: a resume reads them.
 _INTERRUPTIONS = RETRY_LATER_KINDS | {"authorization", "client"}
-_KINDS = ("location", "site", "room", "device")
+
+TallyProgress: TypeAlias = Callable[[Walk, CrawlTally], None]
+"""A progress callback given the walk and the whole output's `CrawlTally`.
+
+`write_jsonl` and `write_json` call it once when the walk begins (a resumed
+crawl's earlier runs are counted by then) and after each page.
+"""
 
 
 Validation = Literal["ids", "models"]
@@ -76,11 +81,6 @@ def _raw_of(validate: Validation) -> bool:
     if validate not in ("ids", "models"):
         raise ValueError(f"validate must be 'ids' or 'models', not {validate!r}")
     return validate == "ids"
-
-
-def checkpoint_path(output: Path) -> Path:
-    """Where the checkpoint of a JSONL output lives."""
-    return output.with_name(output.name + ".checkpoint")
 
 
 def _batch_lines(batch: Batch, client: AsyncWiserClient) -> Iterator[bytes]:
@@ -107,15 +107,11 @@ def _batch_lines(batch: Batch, client: AsyncWiserClient) -> Iterator[bytes]:
         if batch.kind == "device":
             record["roomId"] = node.room_id
         record["data"] = client.to_wire(node.item)
-        yield _line(record)
+        yield line(record)
 
 
 def _failure_record(failure: Failure) -> dict[str, Any]:
     return {"type": "failure", **failure.to_dict()}
-
-
-def _line(record: dict[str, Any]) -> bytes:
-    return dumps(record) + b"\n"
 
 
 @attrs.frozen(kw_only=True)
@@ -151,102 +147,24 @@ class JsonlCrawl:
         return self.finished and not self.failures
 
 
-@attrs.define
-class _Resume:
-    done: set[Unit] = attrs.Factory(set)
-    finished: bool = False
-    failures: list[Failure] = attrs.Factory(list)
-    items: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(_KINDS, 0))
+def pages_only(on_progress: Callable[[Walk], None] | None) -> TallyProgress | None:
+    """The public callback's contract: the walk after each page (not when it begins)."""
+    if on_progress is None:
+        return None
+    begun = False
 
+    def call(walk: Walk, _tally: CrawlTally) -> None:
+        nonlocal begun
+        if begun:
+            on_progress(walk)
+        begun = True
 
-def _describe_mismatch(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
-    differences = [
-        f"{name} {recorded.get(name)!r} (now {value!r})"
-        for name, value in wanted.items()
-        if recorded.get(name) != value
-    ]
-    return "; ".join(differences)
-
-
-def _damaged(checkpoint: Path, line_number: int, what: str) -> CrawlOutputError:
-    return CrawlOutputError(
-        f"{checkpoint} is damaged at line {line_number} ({what}); "
-        "start the crawl again without resume"
-    )
-
-
-def _load_checkpoint(output: Path, checkpoint: Path, params: dict[str, Any]) -> _Resume:
-    """Read the checkpoint and cut the output and checkpoint back to what it records."""
-    state = _Resume()
-    offset = 0
-    kept = 0
-    with checkpoint.open("rb") as file:
-        lines = file.readlines()
-    for number, line in enumerate(lines, 1):
-        if not line.endswith(b"\n"):
-            break  # a record cut short by a crash: not committed
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            if number == len(lines):
-                break  # the last record, torn
-            raise _damaged(checkpoint, number, "not JSON") from None
-        if not isinstance(record, dict):
-            raise _damaged(checkpoint, number, "not a record")
-        if number == 1:
-            recorded = record.get("crawl")
-            if not isinstance(recorded, dict) or recorded.get("format") != _CHECKPOINT_FORMAT:
-                raise CrawlOutputError(
-                    f"{checkpoint} was not written by this version's crawl (no crawl "
-                    "parameters in it); start the crawl again without resume"
-                )
-            mismatch = _describe_mismatch(recorded, params)
-            if mismatch:
-                raise CrawlOutputError(
-                    f"{output} was crawled with other parameters: {mismatch}; resume it with "
-                    "the same ones, or start again without resume"
-                )
-        elif record.get(_FINISHED):
-            state.finished = True
-        else:
-            try:
-                kind, account, unit_id = record["unit"]
-                offset = int(record["offset"])
-                for name, count in record.get("items", {}).items():
-                    state.items[name] = state.items.get(name, 0) + int(count)
-                state.failures.extend(Failure(**failure) for failure in record.get("failures", []))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise _damaged(checkpoint, number, "not a unit record") from None
-            state.done.add((str(kind), str(account), str(unit_id)))
-        kept += len(line)
-    if kept == 0:
-        raise CrawlOutputError(f"{checkpoint} is empty; start the crawl again without resume")
-    with checkpoint.open("r+b") as file:
-        file.truncate(kept)
-    size = output.stat().st_size if output.exists() else 0
-    if size < offset:
-        raise CrawlOutputError(
-            f"{output} is shorter ({size} bytes) than its checkpoint says ({offset} bytes): "
-            "it was changed since; start again without resume"
-        )
-    with output.open("r+b" if output.exists() else "wb") as file:
-        file.truncate(offset)
-    return state
-
-
-def _prepare(output: Path, checkpoint: Path, resume: bool, params: dict[str, Any]) -> _Resume:
-    if resume and checkpoint.exists():
-        return _load_checkpoint(output, checkpoint, params)
-    if resume and output.exists() and output.stat().st_size:
-        raise CrawlOutputError(f"{output} has no checkpoint to resume from")
-    output.write_bytes(b"")
-    checkpoint.write_bytes(_line({"crawl": {"format": _CHECKPOINT_FORMAT, **params}}))
-    return _Resume()
+    return call
 
 
 async def crawl_to_jsonl(
     client: AsyncWiserClient,
-    output: Path,
+    output: str | os.PathLike[str],
     *,
     resume: bool = False,
     accounts: Sequence[str] | None = None,
@@ -269,7 +187,10 @@ async def crawl_to_jsonl(
         output: The JSONL file; its checkpoint is ``OUTPUT.checkpoint``.
         resume: Continue an interrupted crawl of the same output. Without it
             the output is started afresh.
-        accounts, devices_by, page_size, timeout: As for `AsyncWiserClient.walk`.
+        accounts: As for `AsyncWiserClient.walk`.
+        devices_by: As for `AsyncWiserClient.walk`.
+        page_size: As for `AsyncWiserClient.walk`.
+        timeout: As for `AsyncWiserClient.walk`.
         on_progress: Called with the `Walk` after each page of results.
         source: What the crawl reads from, as the checkpoint records it; by
             default the API base URL. Name the deployment yourself when its
@@ -291,6 +212,34 @@ async def crawl_to_jsonl(
         CrawlOutputError: resume asked for an output without a usable
             checkpoint, or with other parameters.
     """
+    return await write_jsonl(
+        client,
+        Path(output),
+        resume=resume,
+        accounts=accounts,
+        devices_by=devices_by,
+        page_size=page_size,
+        timeout=timeout,
+        on_progress=pages_only(on_progress),
+        source=source,
+        validate=validate,
+    )
+
+
+async def write_jsonl(
+    client: AsyncWiserClient,
+    output: Path,
+    *,
+    resume: bool,
+    accounts: Sequence[str] | None,
+    devices_by: DevicesBy,
+    page_size: int | None,
+    timeout: float | None,
+    on_progress: TallyProgress | None,
+    source: str | None,
+    validate: Validation,
+) -> JsonlCrawl:
+    """`crawl_to_jsonl`, with `on_progress` a `TallyProgress`: given the whole output's tally."""
     checkpoint = checkpoint_path(output)
     chosen = list(dict.fromkeys(accounts if accounts is not None else [client.account]))
     params = {
@@ -299,7 +248,8 @@ async def crawl_to_jsonl(
         "page_size": client.requester.page_size(page_size),
         "source": client.config.base_url if source is None else source,
     }
-    state = await anyio.to_thread.run_sync(_prepare, output, checkpoint, resume, params)
+    state = await anyio.to_thread.run_sync(prepare, output, checkpoint, resume, params)
+    tally = state.tally
     if state.finished:
         return JsonlCrawl(
             output=output,
@@ -311,7 +261,6 @@ async def crawl_to_jsonl(
         )
     pending: dict[Unit, list[bytes]] = {}
     unit_failures: dict[Unit, list[Failure]] = {}
-    unit_items: dict[Unit, dict[str, int]] = {}
     async with (
         UnitAppender(output, checkpoint) as appender,
         open_walk(
@@ -327,10 +276,14 @@ async def crawl_to_jsonl(
             raw=_raw_of(validate),
         ) as walk,
     ):
+        if on_progress is not None:
+            on_progress(walk, tally)
         while True:
             try:
                 event = walk.next_event_nowait()
             except anyio.WouldBlock:
+                if on_progress is not None:
+                    tally.settle(walk.expected)  # every page sent is counted now
                 # Nothing buffered: write what finished, when due, then wait.
                 try:
                     event = await appender.next_event(walk)
@@ -341,25 +294,25 @@ async def crawl_to_jsonl(
             if isinstance(event, Batch):
                 lines = pending.setdefault(event.unit, [])
                 lines.extend(_batch_lines(event, client))
-                counts = unit_items.setdefault(event.unit, {})
-                counts[event.kind] = counts.get(event.kind, 0) + len(event.items)
+                tally.observe(event)
                 if on_progress is not None:
-                    on_progress(walk)
+                    on_progress(walk, tally)
             elif isinstance(event, FailureEvent):
-                pending.setdefault(event.unit, []).append(_line(_failure_record(event.failure)))
+                pending.setdefault(event.unit, []).append(line(_failure_record(event.failure)))
                 unit_failures.setdefault(event.unit, []).append(event.failure)
+                tally.observe(event)
             elif isinstance(event, UnitDone):
                 account = event.unit[1]
-                data = _redacted(b"".join(pending.pop(event.unit, [])), client, account)
+                data = redacted(b"".join(pending.pop(event.unit, [])), client, account)
                 failures = unit_failures.pop(event.unit, [])
-                counts = unit_items.pop(event.unit, {})
+                counts = tally.observe(event)  # what the unit holds
                 mark = {
                     "unit": list(event.unit),
                     "offset": appender.size + len(data),
                     "items": counts,
                     "failures": [failure.to_dict() for failure in failures],
                 }
-                appender.add(data, _redacted(_line(mark), client, account))
+                appender.add(data, redacted(line(mark), client, account))
                 state.failures.extend(failures)
                 for name, count in counts.items():
                     state.items[name] = state.items.get(name, 0) + count
@@ -368,7 +321,7 @@ async def crawl_to_jsonl(
         # unit: a resume reads them. Otherwise nothing is left to read.
         finished = not any(failure.kind in _INTERRUPTIONS for failure in walk.failures)
         if finished:
-            appender.add(b"", _line({_FINISHED: True}))
+            appender.add(b"", line({FINISHED: True}))
     # What is still missing: the written records, and what this run left unread.
     left_unread = [failure for failures in unit_failures.values() for failure in failures]
     return JsonlCrawl(
@@ -381,68 +334,9 @@ async def crawl_to_jsonl(
     )
 
 
-def _redacted(data: bytes, client: AsyncWiserClient, account: str | None) -> bytes:
+def redacted(data: bytes, client: AsyncWiserClient, account: str | None) -> bytes:
     """Output without a secret the client knows, even where the server echoed one in data."""
     secrets = client.oauth.secrets
     if not secrets.contains_secret(data, account):
         return data
     return secrets.mask(data.decode(), account).encode()
-
-
-async def crawl_to_json(
-    client: AsyncWiserClient,
-    output: Path,
-    *,
-    accounts: Sequence[str] | None = None,
-    devices_by: DevicesBy = "site",
-    page_size: int | None = None,
-    timeout: float | None = None,
-    on_progress: Callable[[Walk], None] | None = None,
-) -> CrawlResult:
-    """Crawl and write the whole tree as one JSON document (not resumable).
-
-    Takes the options of `crawl_to_jsonl` but `resume` and `source`.
-    """
-    result = await client.crawl(
-        accounts=accounts,
-        devices_by=devices_by,
-        page_size=page_size,
-        timeout=timeout,
-        on_progress=on_progress,
-    )
-    document = json.dumps(result_to_json(result, client), ensure_ascii=False, indent=1).encode()
-    await anyio.Path(output).write_bytes(_redacted(document, client, None))
-    return result
-
-
-def result_to_json(result: CrawlResult, client: AsyncWiserClient) -> dict[str, Any]:
-    """A crawl result as a JSON document: trees in wire form, failures, stats."""
-    wire = client.to_wire
-    accounts = {
-        account: [
-            {
-                **wire(location_tree.location),
-                "sites": [
-                    {
-                        **wire(site_tree.site),
-                        "rooms": [
-                            {
-                                **wire(room_tree.room),
-                                "devices": [wire(device) for device in room_tree.devices],
-                            }
-                            for room_tree in site_tree.rooms
-                        ],
-                        "devices": [wire(device) for device in site_tree.devices],
-                    }
-                    for site_tree in location_tree.sites
-                ],
-            }
-            for location_tree in locations
-        ]
-        for account, locations in result.portfolios.items()
-    }
-    return {
-        "accounts": accounts,
-        "failures": [failure.to_dict() for failure in result.failures],
-        "stats": result.stats.to_dict(),
-    }

@@ -13,8 +13,9 @@
 
 One module per command, gathered by `_main`; `_settings` (flag > environment
 > file > default), `_config_file` (the TOML file), `_stores`, `_clients`,
-`_progress`, `_sandboxes`, `_summary`, `_extras` (which extra installs a
-missing module) and `_errors` (one-line errors, exit codes, Ctrl-C) are shared.
+`_progress`, `_sandboxes`, `_summary`, `_environment` (unknown ``WISER_*``
+variables), `_extras` (which extra installs a missing module) and `_errors`
+(one-line errors, exit codes, Ctrl-C) are shared.
 
 Without click or rich (a plain ``pip install wiser-async``), `main` is a
 stand-in that says which extra to install, in one line, with exit code 2.

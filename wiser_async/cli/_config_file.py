@@ -80,7 +80,7 @@ CHOICES: Final = {
     "validate": VALIDATIONS,
 }
 """The settings that take one of a few values, and those values (file and flags alike)."""
-_PAGE_INTEGERS = ("page_size", "max_page_size")
+_PAGE_INTEGERS = ("page_size", "max_page_size", "max_items_without_total")
 
 
 @attrs.frozen(kw_only=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
 # The modules, not their commands: wiser_async.cli.crawl stays the module.
 from . import config, crawl, demo, diff, distributed, login, sandbox, tokens
-from ._errors import CliGroup
+from ._environment import known_variables, unknown_variable_warnings
+from ._errors import CliGroup, warn
 
 __all__ = ["main"]
 
@@ -25,6 +27,7 @@ def main(verbose: int) -> None:
     a flag wins over the environment, which wins over the file. Exit codes:
     0 done, 1 an incomplete result (a crawl with parts missing, differences
     in a diff), 2 a usage, configuration or output error, 130 interrupted.
+    A WISER_* variable no command reads is warned about (its name only).
     """
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),
@@ -35,6 +38,8 @@ def main(verbose: int) -> None:
         # stamina logs every retry at warning level: in a crawl that is noise
         # unless asked for.
         logging.getLogger("stamina").setLevel(logging.ERROR)
+    for line in unknown_variable_warnings(os.environ, known_variables(main)):
+        warn(line)
 
 
 for _command in (

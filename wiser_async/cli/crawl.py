@@ -22,8 +22,8 @@ import click
 
 from token_stores import MemoryTokenStore, Token
 
-from .. import ApiConfig, crawl_to_json, crawl_to_jsonl
-from .._snapshot import checkpoint_path
+from .. import ApiConfig
+from .._snapshot import checkpoint_path, write_json, write_jsonl
 from ._clients import crawling_client, http_transport
 from ._errors import CliError, on_interrupt, reported
 from ._outcome import CrawlOutcome, CrawlSource, print_summary
@@ -139,8 +139,9 @@ def crawl(
     JSONL is written a site at a time with a checkpoint beside it
     (OUTPUT.checkpoint): after Ctrl-C or a crash, run the same command with
     --resume (or --restart to start again: an unfinished output is not
-    overwritten without one of them). A progress display shows on a
-    terminal (stderr). The summary speaks of the whole output, earlier runs
+    overwritten without one of them). On a terminal, stderr shows what the
+    whole output holds, and a bar with an ETA once the total can be
+    estimated. The summary speaks of the whole output, earlier runs
     included, and lists every part missing. Exit code 0 when complete, 1
     when parts are missing or the output is unfinished, 2 on a usage or
     output error, 130 when interrupted.
@@ -264,7 +265,7 @@ async def _run(job: CrawlJob, source: CrawlSource) -> CrawlOutcome:
         ) as client:
             with CrawlProgress() as progress:
                 if job.jsonl:
-                    crawled = await crawl_to_jsonl(
+                    crawled = await write_jsonl(
                         client,
                         job.output,
                         resume=job.resume,
@@ -277,7 +278,7 @@ async def _run(job: CrawlJob, source: CrawlSource) -> CrawlOutcome:
                         validate=settings.validate,
                     )
                     return CrawlOutcome.of_jsonl(crawled, len(accounts))
-                result = await crawl_to_json(
+                result = await write_json(
                     client,
                     job.output,
                     accounts=accounts,

@@ -36,7 +36,9 @@ __all__ = ["diff"]
 def diff(old: Path, new: Path, ignore: tuple[str, ...], as_json: bool) -> None:
     """Devices added, removed and changed between two crawls (JSONL or JSON).
 
-    Exit code 0 when the snapshots hold the same devices, 1 when they
+    The totals come first, then each account's differences under a line of
+    its own totals (accounts by name, devices by id; --json lists them in
+    the same order). Exit code 0 when the snapshots hold the same devices, 1 when they
     differ, 2 when a file is not a crawl output.
     """
     with reported():
@@ -91,10 +93,24 @@ def _record_problem(record: Any) -> str | None:
     return None
 
 
+def _grouped(result: SnapshotDiff) -> SnapshotDiff:
+    """The differences ordered by account, then device id: each account's together."""
+
+    def record_key(record: dict[str, Any]) -> tuple[str, str]:
+        return str(record.get("account", "")), str(record["data"]["id"])
+
+    return SnapshotDiff(
+        added=sorted(result.added, key=record_key),
+        removed=sorted(result.removed, key=record_key),
+        changed=sorted(result.changed, key=lambda change: (change.account, change.id)),
+    )
+
+
 def _as_json(result: SnapshotDiff) -> dict[str, Any]:
+    grouped = _grouped(result)
     return {
-        "added": result.added,
-        "removed": result.removed,
+        "added": grouped.added,
+        "removed": grouped.removed,
         "changed": [
             {
                 "account": change.account,
@@ -104,24 +120,39 @@ def _as_json(result: SnapshotDiff) -> dict[str, Any]:
                     for name, (before, after) in change.fields.items()
                 },
             }
-            for change in result.changed
+            for change in grouped.changed
         ],
     }
 
 
+def _counts(added: int, removed: int, changed: int) -> str:
+    return f"{added} added, {removed} removed, {changed} changed"
+
+
 def _print(result: SnapshotDiff) -> None:
-    click.echo(
-        f"{len(result.added)} added, {len(result.removed)} removed, {len(result.changed)} changed"
-    )
-    for sign, records in (("+", result.added), ("-", result.removed)):
+    """The totals, then each account's differences under a line of its own totals."""
+    click.echo(_counts(len(result.added), len(result.removed), len(result.changed)))
+    grouped = _grouped(result)
+    lines: dict[str, tuple[list[str], list[str], list[str]]] = {}
+
+    def of(account: str) -> tuple[list[str], list[str], list[str]]:
+        return lines.setdefault(account, ([], [], []))
+
+    for index, (sign, records) in enumerate((("+", grouped.added), ("-", grouped.removed))):
         for record in records:
             data = record["data"]
             where = f"site {record.get('siteId') or data.get('siteId')}"
             room = record.get("roomId", data.get("roomId"))
             where += f", room {room}" if room else ", no room"
-            click.echo(f"{sign} {record.get('account', '')}/{data['id']} ({where})")
-    for change in result.changed:
+            of(str(record.get("account", "")))[index].append(f"  {sign} {data['id']} ({where})")
+    for change in grouped.changed:
         fields = "; ".join(
             f"{name}: {before!r} -> {after!r}" for name, (before, after) in change.fields.items()
         )
-        click.echo(f"~ {change.account}/{change.id}: {fields}")
+        of(change.account)[2].append(f"  ~ {change.id}: {fields}")
+    for account in sorted(lines):
+        added, removed, changed = lines[account]
+        name = account or "(no account)"
+        click.echo(f"{name}: {_counts(len(added), len(removed), len(changed))}")
+        for line in (*added, *removed, *changed):
+            click.echo(line)

@@ -33,7 +33,7 @@ from .. import AuthorizationRequest, WiserOAuth
 from ._errors import CliError, reported, warn
 from ._settings import Settings, with_settings
 from ._stores import open_token_store
-from .tokens import expiry
+from .tokens import expires_phrase
 
 __all__ = ["CallbackApp", "check_client", "login"]
 
@@ -141,7 +141,7 @@ def login(
     )
     with reported(store=settings.store):
         token = anyio.run(_login, plan)
-    click.echo(f"Token stored for {account!r}; it {expiry(token)}.")
+    click.echo(f"Token stored for {account!r}; it {expires_phrase(token)}.")
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,7 @@ from ._errors import reported
 from ._settings import Settings, with_settings
 from ._stores import open_token_store
 
-__all__ = ["expiry", "tokens"]
+__all__ = ["duration", "expires_phrase", "expiry", "tokens"]
 
 T = TypeVar("T")
 
@@ -124,9 +124,37 @@ def _timestamp(value: float | None) -> str:
 
 
 def expiry(token: Token) -> str:
-    """When `token` expires, and in how long (or how long ago)."""
+    """When `token` expires, and in how long or how long ago.
+
+    ``2026-12-07T20:14:09+00:00 (in 1 h)``, ``... (expired 5 min ago)``.
+    """
     if token.expires_at is None:
         return "expiry unknown"
     left = token.expires_at - time.time()
-    state = f"in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
+    state = f"in {duration(left)}" if left > 0 else f"expired {duration(-left)} ago"
     return f"{_timestamp(token.expires_at)} ({state})"
+
+
+def expires_phrase(token: Token) -> str:
+    """What `token`'s expiry is, as a phrase after "it": ``expires 2026-... (in 1 h)``."""
+    if token.expires_at is None:
+        return "has no expiry (the token endpoint gave none)"
+    left = token.expires_at - time.time()
+    when = _timestamp(token.expires_at)
+    if left > 0:
+        return f"expires {when} (in {duration(left)})"
+    return f"expired {when} ({duration(-left)} ago)"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: ``45 s``, ``59 min``, ``1 h``, ``1 h 30 min``, ``3 d``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes = round(whole / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{round(whole / 86400)} d"
