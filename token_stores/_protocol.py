@@ -13,6 +13,7 @@ from ._token import Token
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "LockHeld", "TokenStore"]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
+"""Seconds `TokenStore.lock` waits for the lock before it raises `LockTimeout`."""
 
 
 @attrs.frozen

@@ -325,8 +325,11 @@ async def run_worker(
         parallel: Accounts this worker crawls at once, sharing its client (and so
             its in-flight limit and rate): one account is a few round trips in
             a row, too few to keep a worker's requests in flight by itself.
-        devices_by, page_size, timeout, source, validate: As for `crawl_to_jsonl`
-            (the timeout is per account).
+        devices_by: As for `crawl_to_jsonl`.
+        page_size: As for `crawl_to_jsonl`.
+        timeout: As for `crawl_to_jsonl`, per account.
+        source: As for `crawl_to_jsonl`.
+        validate: As for `crawl_to_jsonl`.
         on_account: Called with each account this worker stops working on,
             and its crawl (None when another worker recorded it first or took it over).
         patience: Seconds an outage of `redis` (a restart) is waited out: its

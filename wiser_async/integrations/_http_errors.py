@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 ACCOUNT_RULE = "an account key is 1 to 128 characters, each a letter, a digit or one of . _ @ -"
+"""What an account key in a route may be, as the 400 answer to another one says."""
 
 
 class WebError(WiserError):
