@@ -12,14 +12,14 @@ Run two processes on one port (SO_REUSEPORT) against the sandbox and Redis::
 
     wiser-async sandbox --port 8089 &
     export EXAMPLE_USERS='alice:alice-password:acme,globex bob:bob-password:initech'
-    export WISER_SANDBOX=http://127.0.0.1:8089
-    export WISER_PUBLIC_URL=http://127.0.0.1:8001
+    export EXAMPLE_SANDBOX_URL=http://127.0.0.1:8089
+    export EXAMPLE_PUBLIC_URL=http://127.0.0.1:8001
     python -m examples.aiohttp_app --port 8001 &
     python -m examples.aiohttp_app --port 8001 &
 
 then open http://127.0.0.1:8001/wiser/login/acme as alice. The access log
 (INFO, on standard error) shows every request, callbacks with ``code`` and
-``state`` masked. Needs ``pip install 'wiser-async[aiohttp,fastapi,redis,cli]'``.
+``state`` masked. Needs, from a clone, ``pip install -e '.[aiohttp,fastapi,redis,cli]'``.
 """
 
 import argparse
@@ -37,9 +37,9 @@ from wiser_async.integrations.aiohttp import RedisPendingStore, Wiser
 from wiser_async.sandbox import SandboxUrls
 
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-PREFIX = os.environ.get("WISER_PREFIX", "example")
-URLS = SandboxUrls.for_origin(os.environ.get("WISER_SANDBOX", "http://127.0.0.1:8089"))
-PUBLIC = os.environ.get("WISER_PUBLIC_URL", "http://127.0.0.1:8001")
+PREFIX = os.environ.get("EXAMPLE_PREFIX", "example")
+URLS = SandboxUrls.for_origin(os.environ.get("EXAMPLE_SANDBOX_URL", "http://127.0.0.1:8089"))
+PUBLIC = os.environ.get("EXAMPLE_PUBLIC_URL", "http://127.0.0.1:8001")
 
 
 def read_users(text: str) -> dict[str, tuple[str, frozenset[str]]]:

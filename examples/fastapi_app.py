@@ -12,11 +12,11 @@ Run against the sandbox and Redis (two workers: both need the same secret)::
     wiser-async sandbox --port 8089 &
     export EXAMPLE_USERS='alice:alice-password:acme,globex bob:bob-password:initech'
     export EXAMPLE_SESSION_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')
-    WISER_SANDBOX=http://127.0.0.1:8089 WISER_PUBLIC_URL=http://127.0.0.1:8000 \\
+    EXAMPLE_SANDBOX_URL=http://127.0.0.1:8089 EXAMPLE_PUBLIC_URL=http://127.0.0.1:8000 \\
         uvicorn examples.fastapi_app:app --workers 2 --port 8000
 
 then open http://127.0.0.1:8000/, sign in as alice and connect acme. Needs
-``pip install 'wiser-async[fastapi,redis,cli]' itsdangerous``.
+``pip install -e '.[fastapi,redis,cli]' itsdangerous`` (from a clone).
 """
 
 import hmac
@@ -36,9 +36,9 @@ from wiser_async.integrations.fastapi import RedisPendingStore, Wiser
 from wiser_async.sandbox import SandboxUrls
 
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-PREFIX = os.environ.get("WISER_PREFIX", "example")
-URLS = SandboxUrls.for_origin(os.environ.get("WISER_SANDBOX", "http://127.0.0.1:8089"))
-PUBLIC = os.environ.get("WISER_PUBLIC_URL", "http://127.0.0.1:8000")
+PREFIX = os.environ.get("EXAMPLE_PREFIX", "example")
+URLS = SandboxUrls.for_origin(os.environ.get("EXAMPLE_SANDBOX_URL", "http://127.0.0.1:8089"))
+PUBLIC = os.environ.get("EXAMPLE_PUBLIC_URL", "http://127.0.0.1:8000")
 
 
 def read_users(text: str) -> dict[str, tuple[str, frozenset[str]]]:

@@ -368,3 +368,19 @@ async def test_debug_logs_and_events_of_a_whole_session_hold_no_secret(
     events = repr(seen.events)
     for secret in secrets:
         assert secret not in events
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["wiser_async.oauth", "wiser_async.crawl", "wiser_async.queue", "wiser_async.web"],
+)
+async def test_every_library_logger_redacts_the_client_secret(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "queue-and-web-secret-0123456789"
+    async with WiserOAuth(client_id="logs", client_secret=secret, store=MemoryTokenStore()):
+        caplog.set_level(logging.INFO, logger=name)
+        logging.getLogger(name).info("a server echoed %s", secret)
+    [record] = [record for record in caplog.records if record.name == name]
+    assert secret not in record.getMessage()
+    assert "a server echoed" in record.getMessage()

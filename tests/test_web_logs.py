@@ -4,7 +4,7 @@ Each example's module docstring has a ``::`` block of shell commands: the
 sandbox, the exports, the app (``uvicorn --workers 2`` for FastAPI, two
 ``python -m examples.aiohttp_app`` processes on one port for aiohttp). The
 test parses that block and runs it: free ports instead of the documented
-ones, everywhere they appear, ``REDIS_URL`` and a unique ``WISER_PREFIX``
+ones, everywhere they appear, ``REDIS_URL`` and a unique ``EXAMPLE_PREFIX``
 added, ``python``/``uvicorn``/``wiser-async`` resolved to this venv. Then
 alice connects her two customers (login, consent, callback, devices), replays
 a callback (409) and sends one with a state the app never issued (400).
@@ -19,7 +19,7 @@ With every process stopped, their captured standard output and error prove:
   that publishes it, the session secret and the app users' passwords nowhere.
 
 The callback URL is followed on the test's port: the aiohttp docstring sets
-no ``WISER_PUBLIC_URL``, so that app's redirect URI keeps its default port,
+no ``EXAMPLE_PUBLIC_URL``, so that app's redirect URI keeps its default port,
 a documented one the test moved like the others.
 
 A failure shows the offending line with the values masked, never the raw log.
@@ -236,7 +236,7 @@ def documented_run(kind: str, directory: Path, redis_url: str, prefix: str) -> I
     base |= {
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "REDIS_URL": redis_url,
-        "WISER_PREFIX": prefix,
+        "EXAMPLE_PREFIX": prefix,
     }
     commands = documented_commands(EXAMPLES[kind], sandbox_port, app_port, base)
     assert commands[0].argv[-3:] == ["sandbox", "--port", str(sandbox_port)]

@@ -67,9 +67,9 @@ def serve_app(
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
-        "WISER_PREFIX": prefix,
-        "WISER_SANDBOX": sandbox_process.urls.origin,
-        "WISER_PUBLIC_URL": origin,
+        "EXAMPLE_PREFIX": prefix,
+        "EXAMPLE_SANDBOX_URL": sandbox_process.urls.origin,
+        "EXAMPLE_PUBLIC_URL": origin,
         "EXAMPLE_USERS": USERS_ENV,
         "EXAMPLE_SESSION_SECRET": uuid.uuid4().hex,
         "WEB_APPS_LOG_LEVEL": log_level,

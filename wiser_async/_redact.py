@@ -240,6 +240,8 @@ _HTTP_LOGGERS = (
     "wiser_async.http",
     "wiser_async.crawl",
     "wiser_async.events",
+    "wiser_async.queue",
+    "wiser_async.web",
 )
 
 

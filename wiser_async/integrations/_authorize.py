@@ -25,7 +25,7 @@ Authorize = Callable[[Any, str], bool | Awaitable[bool]]
 MISSING_AUTHORIZE = (
     "Wiser(...) needs authorize=: a function (request, account) -> bool, or an awaitable "
     "bool, answering whether the user behind a request may act for a customer's account. "
-    "See the README, 'Embedding in a web backend', 'Who may act for which account'. "
+    "See the documentation, Web backends (docs/web-backends.md), 'Who may act for which account'. "
     "For demos and tests only: authorize=allow_any_account."
 )
 
