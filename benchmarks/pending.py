@@ -104,7 +104,7 @@ _Workload = Callable[[str, Plan, str, Path], Awaitable[dict[str, Any]]]
 """A part of the workload: (store kind, plan, Redis URL, temporary directory) to its figures."""
 
 FULL = Plan(logins=100_000, cap=DEFAULT_MAX_PENDING, samples=2_000)
-SMOKE = Plan(logins=2_000, cap=500, samples=200)
+SMOKE = Plan(logins=600, cap=150, samples=60)
 
 
 def make_login(account: str) -> PendingLogin:
