@@ -4,7 +4,9 @@ Decoding runs the functions `compiled` builds per model, which accept
 exactly what the cattrs converter accepts; whenever one fails, the same data
 goes through the cattrs converter with detailed validation, which says where
 and what was wrong, in each model's own wire names. The cattrs converter also
-does all the encoding back to wire JSON.
+does all the encoding back to wire JSON. Where msgspec is installed, a page's
+items go through `native` first, which falls back to the compiled functions
+for whatever it cannot take exactly: the same models, the same errors.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .compiled import (
     unknown_fields,
     unstructure_datetime,
 )
+from .native import Native, compile_native
 
 __all__ = ["Codec", "RawItem", "camel_case"]
 
@@ -52,7 +55,10 @@ _PATH_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)|\[[^\]]*\]")
 class Codec:
     """Decodes API JSON into models and encodes models back to wire JSON."""
 
-    def __init__(self, aliases: Mapping[type, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self, aliases: Mapping[type, Mapping[str, str]] | None = None, *, native: bool = True
+    ) -> None:
+        """`native=False` (tests and benchmarks only): the compiled decoder alone, no msgspec."""
         aliases = aliases or {}
         unknown = set(aliases) - set(MODELS)
         if unknown:
@@ -72,6 +78,20 @@ class Codec:
             self._structure_fns[cls] = compile_structure(
                 cls, self._wire_names[cls], self._structure_fns
             )
+        # With msgspec (the speed extra): strict C decoding, the compiled function its fallback.
+        self._natives: dict[type, Native] = {}
+        structs: dict[type, Any] = {}
+        for cls in MODELS if native else ():
+            compiled = compile_native(
+                cls, self._wire_names[cls], structs, self._natives, self._structure_fns[cls]
+            )
+            if compiled is not None:
+                self._natives[cls] = compiled
+
+    @property
+    def native_models(self) -> frozenset[type]:
+        """The models msgspec decodes first (see `native`); the rest, the compiled decoder alone."""
+        return frozenset(self._natives)
 
     def fast(self, cls: type[T]) -> Callable[[Any, type], T]:
         """The compiled decoding function of a model (raises on any bad data, unexplained)."""
@@ -154,10 +174,15 @@ class Codec:
         page with more items than `limit` is a `DecodeError`.
         """
         data = _page_data(body, keys, limit, method, path)
-        structure = self.fast(cls)
+        native = self._natives.get(cls)
+        structure = self.fast(cls) if native is None else native.structure
         skipped = 0
         try:
-            items = [structure(item, cls) for item in data]
+            items = (
+                [structure(item, cls) for item in data]
+                if native is None
+                else native.items(data, cls)
+            )
         except Exception:  # noqa: BLE001 - any hook error; the slow path below explains it
             # The slow path, only for a page with a bad item: find and explain it.
             items = []

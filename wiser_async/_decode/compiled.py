@@ -41,7 +41,10 @@ __all__ = [
     "compile_structure",
     "model_of",
     "open_enum_hook",
+    "open_enum_of",
     "optional",
+    "plain_class",
+    "scalar_of",
     "unknown_fields",
     "unstructure_datetime",
 ]
@@ -238,7 +241,7 @@ def compile_structure(
     # Asking whether every key is known builds no set: most objects have no
     # unknown field, and ``o.keys() - KNOWN`` cost a tenth of their decoding.
     arguments.append("extra={} if KNOWN.issuperset(o) else BOUNDED(UNKNOWN(o, KNOWN))")
-    if _plain(cls):
+    if plain_class(cls):
         # Each value stored in its slot: a quarter of a device's decoding
         # time goes into a call with fifteen keyword arguments otherwise.
         names["NEW"] = object.__new__
@@ -255,7 +258,7 @@ def compile_structure(
     return names["structure"]  # type: ignore[no-any-return]
 
 
-def _plain(cls: type) -> bool:
+def plain_class(cls: type) -> bool:
     """True if `cls.__init__` only stores its arguments: no validator, converter or hook."""
     setattr_of: Any = cls.__setattr__  # attrs' own when an on_setattr hook is set
     return (

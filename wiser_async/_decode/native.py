@@ -1,0 +1,190 @@
+"""msgspec's strict decoding of items into the models, where msgspec is installed (``speed``).
+
+Each model gets two msgspec Structs mirroring its fields under their wire
+names, with strict types: an open enum or a timestamp is taken as a ``str``
+and mapped afterwards (by the same member table and `datetime.fromisoformat`
+the compiled decoder uses); a ``float`` field takes an integer as msgspec
+converts it, in C. One Struct forbids unknown fields (it checks a nested
+model, and an item with none); the other ignores them, and checks a whole
+page's items in one `msgspec.convert` call, after which the unknown fields
+of an item that has some are kept in ``extra`` as the compiled decoder keeps
+them (the same functions: same order, same depth bound). A generated
+function moves a Struct's values into the model's slots.
+
+Whatever msgspec refuses (a numeric id, a float where an integer belongs, a
+nested object with unknown fields, a wrong type, anything else) and whatever
+the mapping refuses (a timestamp `fromisoformat` cannot read, an unknown
+field nested too deep) goes to the compiled decoder of `compiled`, item by
+item: what is accepted here is exactly what that decoder accepts, decoded to
+equal models, and that decoder alone decides (and the codec explains) the
+rest. ``tests/test_fast_decode.py`` holds both paths to byte-identical output.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from .compiled import (
+    bounded_extra,
+    model_of,
+    open_enum_of,
+    plain_class,
+    scalar_of,
+    unknown_fields,
+)
+
+__all__ = ["Native", "compile_native"]
+
+Hook = Callable[[Any, type], Any]
+
+
+def _struct_type(kind: Any, required: bool, structs: Mapping[type, Any]) -> Any:
+    """The Struct field type of a model field type, or None if msgspec cannot take it exactly.
+
+    Null is taken where the compiled decoder takes it: in any field with a
+    default, and in an open enum or nested model field even without one.
+    """
+    scalar = scalar_of(kind)
+    if scalar is not None:
+        # A timestamp is read by fromisoformat afterwards, as the compiled decoder reads it.
+        wire = {str: str, int: int, float: float, datetime: str}[scalar[0]]
+        return wire if required else wire | None
+    if open_enum_of(kind) is not None:
+        return str | None
+    nested = model_of(kind)
+    if nested is not None and nested in structs:
+        return structs[nested] | None
+    return None
+
+
+@attrs.frozen
+class Native:
+    """One model's msgspec decoding: a Struct, its values into the model, and the fallbacks.
+
+    Attributes:
+        to_model: A checked Struct's values into a model (raises on a
+            timestamp `fromisoformat` cannot read).
+        structure: One parsed item into a model: msgspec, else the fallback
+            (which raises on bad data, unexplained).
+        items: A page's parsed items into models: the whole list checked in
+            one call, else item by item as `structure` does (which raises
+            on the first item the fallback refuses).
+    """
+
+    to_model: Callable[[Any, dict[str, Any]], Any]
+    structure: Hook
+    items: Callable[[list[Any], type], list[Any]]
+
+
+def compile_native(
+    cls: type,
+    wire_names: Mapping[str, str],
+    structs: dict[type, Any],
+    natives: Mapping[type, Native],
+    fallback: Hook,
+) -> Native | None:
+    """The msgspec decoding of `cls`, `fallback` for whatever it refuses.
+
+    Registers the model's Struct in `structs` (a nested model's must be
+    there first). None if msgspec is missing or cannot mirror the model
+    exactly (two fields renamed to one wire name, a default other than None):
+    the model is then decoded by `fallback` alone.
+    """
+    try:
+        # Imported when the first codec is built, not with the package: a
+        # process that never decodes does not pay for it.
+        import msgspec
+    except ImportError:  # pragma: no cover - the speed extra is installed in the tests
+        return None
+    if len(set(wire_names.values())) != len(wire_names):
+        return None
+    hints = {field.name: field.type for field in attrs.fields(attrs.resolve_types(cls))}
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    names: dict[str, Any] = {
+        "CLS": cls,
+        "NEW": object.__new__,
+        "FROMISO": datetime.fromisoformat,
+        "UTC": UTC,
+        "CONVERT": msgspec.convert,
+        "FALLBACK": fallback,
+    }
+    lines = ["def to_model(s, extra):"]
+    arguments = []
+    for index, field in enumerate(attrs.fields(cls)):
+        if field.name == "extra":
+            continue
+        kind = hints[field.name]
+        required = field.default is attrs.NOTHING
+        struct_type = _struct_type(kind, required, structs)
+        if struct_type is None or not (required or field.default is None):
+            return None
+        value = f"v{index}"
+        arguments.append(f"{field.name}={value}")
+        fields.append((field.name, struct_type) if required else (field.name, struct_type, None))
+        lines.append(f"    {value} = s.{field.name}")
+        scalar = scalar_of(kind)
+        if scalar is not None and scalar[0] is datetime:
+            lines.append(f"    if {value} is not None:")
+            lines.append(f"        {value} = FROMISO({value})")
+            lines.append(
+                f"        if {value}.tzinfo is None: {value} = {value}.replace(tzinfo=UTC)"
+            )
+        elif (enum_cls := open_enum_of(kind)) is not None:
+            names[f"M{index}"] = {member.value: member for member in enum_cls}
+            lines.append(f"    if {value} is not None: {value} = M{index}.get({value}, {value})")
+        elif (nested := model_of(kind)) is not None:
+            names[f"N{index}"] = natives[nested].to_model
+            lines.append(f"    if {value} is not None: {value} = N{index}({value}, {{}})")
+    struct, open_struct = (
+        msgspec.defstruct(
+            f"{cls.__name__}Wire",
+            fields,
+            forbid_unknown_fields=forbid,
+            rename=dict(wire_names),
+            kw_only=True,
+        )
+        for forbid in (True, False)
+    )
+    structs[cls] = struct
+    names["S"], names["OPEN"], names["LIST"] = struct, open_struct, list[open_struct]  # type: ignore[valid-type]
+    names["KNOWN"] = frozenset(wire_names.values())
+    names["UNKNOWN"], names["BOUNDED"] = unknown_fields, bounded_extra
+    arguments.append("extra=extra")
+    if plain_class(cls):
+        lines.append("    obj = NEW(CLS)")
+        lines.extend(f"    obj.{argument.replace('=', ' = ', 1)}" for argument in arguments)
+        lines.append("    return obj")
+    else:
+        lines.append(f"    return CLS({', '.join(arguments)})")
+    # An item with unknown fields is checked by the Struct that ignores them, and
+    # they are kept as the compiled decoder keeps them. Any failure (msgspec's
+    # refusal, fromisoformat's, the depth bound's) hands the item to the
+    # fallback, which decides as it always has: accepts, or raises.
+    lines += [
+        "def structure(o, cls):",
+        "    try:",
+        "        if KNOWN.issuperset(o):",
+        "            return to_model(CONVERT(o, S), {})",
+        "        return to_model(CONVERT(o, OPEN), BOUNDED(UNKNOWN(o, KNOWN)))",
+        "    except Exception:",
+        "        return FALLBACK(o, cls)",
+        "def items(data, cls):",
+        "    try:",
+        "        return [",
+        "            to_model(s, {} if KNOWN.issuperset(o) else BOUNDED(UNKNOWN(o, KNOWN)))",
+        "            for s, o in zip(CONVERT(data, LIST), data)",
+        "        ]",
+        "    except Exception:",
+        "        return [structure(o, cls) for o in data]",
+    ]
+    source = "\n".join(lines) + "\n"
+    filename = f"<wiser_async native {cls.__qualname__} {id(names):x}>"
+    # Registered as cattrs does, so tracebacks and debuggers show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), names)  # noqa: S102 - code built above from the model's own fields
+    return Native(names["to_model"], names["structure"], names["items"])
