@@ -196,10 +196,12 @@ MODULES = (
     "benchmarks.page",
     "benchmarks.decode",
     "benchmarks.stream",
+    "benchmarks.export",
     "benchmarks.tokens",
     "benchmarks.hostile",
     "benchmarks.shared_rate",
     "benchmarks.construction",
+    "benchmarks.startup",
     "benchmarks.distributed",
     "benchmarks.pending",
 )

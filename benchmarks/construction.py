@@ -1,8 +1,9 @@
 """`construction`: what building a `WiserOAuth` and an `AsyncWiserClient` costs after the first.
 
 A web backend builds one of each per process; one built per request would
-pay this on every request. The first construction pays imports and the
-process's shared SSL context, so it is reported apart; later ones must cost
+pay this on every request. The first construction pays imports, the
+process's shared SSL context and the shared codec, so it is reported apart
+(what a fresh process pays to its first request is the `startup` benchmark's); later ones must cost
 well under 5 ms each. In-process: the process's monotonic clock around each
 constructor, medians of the rounds.
 """
@@ -62,6 +63,6 @@ def construction(ctx: Context) -> Result:
         ],
         notes=[
             f"the first construction: WiserOAuth {oauth_ms[0]:.1f} ms, client "
-            f"{client_ms[0]:.1f} ms (imports and the process's SSL context)"
+            f"{client_ms[0]:.1f} ms (imports, the process's SSL context and the shared codec)"
         ],
     )

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx2
 
 from ._config import ApiConfig
-from ._crawl import CrawlResult, DevicesBy, Walk, gather, open_walk
 from ._oauth import WiserOAuth
 from ._observe import EventHook
 from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, UNSET, Requester, Session, Unset
+
+if TYPE_CHECKING:
+    from ._crawl import CrawlResult, DevicesBy, Walk
 
 T = TypeVar("T")
 
@@ -197,6 +199,9 @@ class AsyncWiserClient:
                 failure of kind ``deadline``.
             buffer: Pages of results held for a slow consumer.
         """
+        # The crawl is imported by the first walk: a one-call script never pays for it.
+        from ._crawl import open_walk
+
         async with open_walk(
             self._requester,
             accounts=accounts,
@@ -221,6 +226,8 @@ class AsyncWiserClient:
         Takes the options of `walk`, and `on_progress`: called with the `Walk`
         after each page of results.
         """
+        from ._crawl import gather
+
         async with self.walk(
             accounts=accounts,
             devices_by=devices_by,

@@ -6,28 +6,28 @@ per-account token keeping in `_token_keeper`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import httpx2
 
 from token_stores import DEFAULT_LOCK_TIMEOUT, MemoryTokenStore, Token, TokenStore
 
-from ._authorization import (
-    AuthorizationRequest,
-    ReplayMemory,
-    build_authorization_request,
-    callback_code,
-)
 from ._config import DEFAULT_AUTHORIZE_URL, DEFAULT_TOKEN_URL
 from ._redact import Secrets, install_log_filter
 from ._token_endpoint import TokenEndpoint
 from ._token_keeper import TokenKeeper
 from .errors import AuthorizationReplayed
 
-__all__ = ["AuthorizationRequest", "WiserOAuth"]
+# The authorization-request side (and authlib under it) is imported by the
+# first authorization: a worker that only refreshes tokens never pays for it.
+if TYPE_CHECKING:
+    from ._authorization import AuthorizationRequest, ReplayMemory
+
+__all__ = ["WiserOAuth"]
 
 
 class WiserOAuth:
@@ -142,7 +142,13 @@ class WiserOAuth:
             lock_timeout=lock_timeout,
             revocation_check_interval=revocation_check_interval,
         )
-        self._replays = ReplayMemory()
+
+    @functools.cached_property
+    def _replays(self) -> ReplayMemory:
+        # Authorizations and codes completed already, to refuse a replay.
+        from ._authorization import ReplayMemory
+
+        return ReplayMemory()
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +267,8 @@ class WiserOAuth:
                 "an authorization request needs a redirect URI: WiserOAuth(redirect_uri=...) "
                 "or authorization_request(redirect_uri=...)"
             )
+        from ._authorization import build_authorization_request
+
         return build_authorization_request(
             authorize_url=self.authorize_url,
             client_id=self.client_id,
@@ -289,6 +297,8 @@ class WiserOAuth:
             TokenEndpointError: the code exchange was refused.
             StoreError: the store failed (the token is kept in this process).
         """
+        from ._authorization import callback_code
+
         code = callback_code(
             callback_url, request, issuer=self.issuer, redact=self.redact, replays=self._replays
         )

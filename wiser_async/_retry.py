@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import attrs
 
-__all__ = ["RateLimiter", "RetryBudget", "RetryPolicy", "Throttle"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from stamina._core import _RetryContextIterator
+
+__all__ = ["RateLimiter", "RetryBudget", "RetryPolicy", "Throttle", "retry_context"]
 
 
 @attrs.frozen(kw_only=True)
@@ -46,6 +51,31 @@ class RetryPolicy:
     budget_burst: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
     default_retry_after: float = 1.0
     max_retry_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
+
+
+def retry_context(
+    policy: RetryPolicy, *, on: Callable[[BaseException], bool | float], timeout: float
+) -> _RetryContextIterator:
+    """stamina's retry loop for a call that failed once, with `policy`'s backoff.
+
+    stamina (and tenacity under it) is imported here, when a first attempt
+    has failed: a process whose requests succeed never pays for it.
+
+    Args:
+        policy: Attempts and backoff.
+        on: stamina's ``on``: whether (or after how long) to retry an exception.
+        timeout: Seconds left for every retry together.
+    """
+    import stamina
+
+    return stamina.retry_context(
+        on=on,
+        attempts=policy.attempts,
+        timeout=timeout,
+        wait_initial=policy.wait_initial,
+        wait_max=policy.wait_max,
+        wait_jitter=policy.wait_jitter,
+    )
 
 
 class RetryBudget:

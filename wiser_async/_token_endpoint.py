@@ -14,11 +14,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import importlib.util
 import json
 import logging
 import re
 import ssl
+import sys
 import time
+import types
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
@@ -37,6 +40,7 @@ __all__ = [
     "TokenEndpoint",
     "basic_credentials",
     "default_ssl_context",
+    "defer_trio_import",
 ]
 
 logger = logging.getLogger("wiser_async.oauth")
@@ -76,13 +80,57 @@ def _describe_type(value: Any) -> str:
     return f"a JSON {type(value).__name__}"
 
 
+class _DeferredModule(types.ModuleType):
+    """A module registered but not run: the first attribute it lacks runs it for real.
+
+    Unlike `importlib.util.LazyLoader`, whose module runs as soon as an
+    ``import`` statement reads its ``__spec__`` (Python 3.11 does), only a
+    name the import system did not set (``trio.Lock``, ``__path__`` for a
+    submodule) does.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        spec = self.__spec__
+        path = spec.submodule_search_locations if spec else None
+        if spec is None or spec.loader is None or path is None:  # pragma: no cover
+            raise AttributeError(name)  # defer_trio_import registers packages only
+        self.__class__ = types.ModuleType  # type: ignore[assignment]
+        self.__path__ = path
+        spec.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def defer_trio_import() -> None:
+    """Register trio without running it, if no one has imported it yet (so: not under trio).
+
+    httpcore2 runs ``import trio`` as it is imported itself, when trio is
+    installed, to pick its locks by backend: about 40 ms of an asyncio
+    process's start for a module it never uses there. Deferred, trio runs
+    when one of its names is first read (which httpcore2 does only under
+    trio), so a later ``trio.run`` in the same process works as before.
+    """
+    if "trio" in sys.modules:
+        return
+    spec = importlib.util.find_spec("trio")
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    # Read by the import system for a submodule: it must run the package first.
+    del module.__path__
+    module.__class__ = _DeferredModule
+    sys.modules["trio"] = module
+
+
 @functools.cache
 def default_ssl_context() -> ssl.SSLContext:
     """The process's default SSL context (system CAs, ``SSL_CERT_FILE``...), built once.
 
     Loading the CA bundle costs tens of milliseconds: every `WiserOAuth`
-    and client of the process shares one context instead.
+    and client of the process shares one context instead. Every HTTP client
+    of the library asks for it first, before httpx2 imports httpcore2, so
+    trio's import is deferred there (`defer_trio_import`).
     """
+    defer_trio_import()
     return httpx2.create_ssl_context()
 
 

@@ -15,10 +15,14 @@ once. A Redis restart shorter than the workers' ``patience`` is waited out
 
 from __future__ import annotations
 
-from .merge import MergedCrawl, merge
-from .outage import QueueUnavailable, describe_redis_error
-from .queue import QueueKeys, enqueue, queue_status
-from .worker import WorkerRun, run_worker
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .merge import MergedCrawl, merge
+    from .outage import QueueUnavailable, describe_redis_error
+    from .queue import QueueKeys, enqueue, queue_status
+    from .worker import WorkerRun, run_worker
 
 __all__ = [
     "MergedCrawl",
@@ -31,3 +35,36 @@ __all__ = [
     "queue_status",
     "run_worker",
 ]
+
+# Each name's module is imported when the name is first asked for (PEP 562):
+# importing one piece of this package does not import the others (the
+# command line's error messages need `outage` only).
+_MODULES = {
+    "MergedCrawl": ".merge",
+    "merge": ".merge",
+    "QueueUnavailable": ".outage",
+    "describe_redis_error": ".outage",
+    "QueueKeys": ".queue",
+    "enqueue": ".queue",
+    "queue_status": ".queue",
+    "WorkerRun": ".worker",
+    "run_worker": ".worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _MODULES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = import_module(module_name, __name__)
+    # Every name of that module at once: importing it bound its own name here
+    # (``merge`` the module), which the function of that name must replace.
+    names = globals()
+    for public, home in _MODULES.items():
+        if home == module_name:
+            names[public] = getattr(module, public)
+    return names[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

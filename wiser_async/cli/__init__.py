@@ -5,6 +5,7 @@
     wiser-async demo                 the sandbox, the OAuth flow, a crawl and a summary
     wiser-async crawl -o OUT.jsonl   crawl portfolios to JSONL (resumable) or JSON
     wiser-async diff OLD NEW         devices added, removed and changed between two crawls
+    wiser-async export OUT --to URL  a crawl output into SQLite or PostgreSQL tables
     wiser-async login -a ACCOUNT     authorize a customer in a browser, store the token
     wiser-async tokens list|show|delete --store SPEC
     wiser-async sandbox              serve the emulator on a loopback port
@@ -23,6 +24,7 @@ stand-in that says which extra to install, in one line, with exit code 2.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
@@ -32,10 +34,10 @@ from ._extras import CLI_MODULES, install_command
 __all__ = ["main"]
 
 
-def _stand_in(error: ImportError) -> Callable[..., NoReturn]:
-    name = (error.name or "").partition(".")[0]
+def _stand_in(missing: str) -> Callable[..., NoReturn]:
     message = (
-        f"error: the wiser-async command needs {name} (the cli extra): {install_command('cli')}\n"
+        f"error: the wiser-async command needs {missing} (the cli extra): "
+        f"{install_command('cli')}\n"
     )
 
     def main(*_args: object, **_options: object) -> NoReturn:
@@ -46,15 +48,17 @@ def _stand_in(error: ImportError) -> Callable[..., NoReturn]:
     return main
 
 
+def _missing_cli_module() -> str | None:
+    # Found, not imported: rich is imported by the commands that draw with it only.
+    for module in CLI_MODULES:
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 if TYPE_CHECKING:
     from ._main import main
+elif (_missing := _missing_cli_module()) is not None:
+    main = _stand_in(_missing)
 else:
-    try:
-        for _module in CLI_MODULES:
-            __import__(_module)
-    except ModuleNotFoundError as missing:
-        if (missing.name or "").partition(".")[0] not in CLI_MODULES:
-            raise
-        main = _stand_in(missing)
-    else:
-        from ._main import main
+    from ._main import main
