@@ -28,6 +28,7 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
     ├── DecodeError                   a body that is not the JSON the contract describes
     ├── PagingLoop                    a collection's pages repeat, or would never end
     ├── CrawlOutputError              a crawl output cannot be resumed as asked
+    ├── ExportError                   a crawl output cannot be exported to that database
     ├── RateLimiterUnavailable        the Redis of a shared rate limit did not answer
     └── StoreError                    the token store failed (also a token_stores.TokenStoreError)
         ├── StoreUnavailable          the backing service or file system failed
@@ -39,9 +40,8 @@ authorization code or PKCE verifier, in `str()` or `repr()`.
         ├── InsecurePermissions       a token file is readable by group or others
         └── UnsupportedTokenFormat    a token file written by a newer version
 
-Each `StoreError` class is also the `token_stores` error of the same name, so
-``except token_stores.StoreUnavailable`` and ``except WiserError`` both catch
-it; the store's own exception is its ``__cause__``.
+Each `StoreError` class is also the `token_stores` error of the same name (``except
+token_stores.StoreUnavailable`` catches it too); the store's own exception is its ``__cause__``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ __all__ = [
     "CrawlOutputError",
     "DecodeError",
     "DecryptionError",
+    "ExportError",
     "Forbidden",
     "ForeignToken",
     "InsecurePermissions",
@@ -306,11 +307,7 @@ class NotFound(ApiError):
 
 
 class RateLimited(ApiError):
-    """429 after the retries allowed.
-
-    Attributes:
-        retry_after: Seconds the server asked to wait, if it said.
-    """
+    """429 after the retries allowed; ``retry_after``: seconds the server asked to wait, if any."""
 
     kind: ClassVar[str] = "rate_limited"
 
@@ -326,11 +323,8 @@ class ServerError(ApiError):
 
 
 class UnexpectedRedirect(ApiError):
-    """A 3xx answer: redirects are not followed (a token must not go elsewhere).
-
-    Attributes:
-        location: The ``Location`` the server gave, if any (secrets redacted).
-    """
+    """A 3xx answer, not followed (a token must not go elsewhere); ``location``: the
+    ``Location`` the server gave, if any (secrets redacted)."""
 
     kind: ClassVar[str] = "redirect"
 
@@ -377,6 +371,12 @@ class CrawlOutputError(WiserError):
     ``devices_by``, page size or base URL than it began with."""
 
     kind: ClassVar[str] = "output"
+
+
+class ExportError(WiserError):
+    """A crawl output cannot be exported to that database: the message says why."""
+
+    kind: ClassVar[str] = "export"
 
 
 class RateLimiterUnavailable(WiserError):

@@ -20,6 +20,7 @@ EXTRAS: Final = {
     "httpx_aiohttp": "aiohttp",
     "fastapi": "fastapi",
     "opentelemetry": "otel",
+    "psycopg": "postgres",
 }
 """Top-level module -> the extra of pyproject.toml that installs it."""
 
