@@ -7,7 +7,8 @@
 
 reads the token response on stdin (never on the command line, where ``ps``
 shows it) and prints one JSON line: ``peak_rss_kb`` (see `peak_rss_kb`),
-``ru_maxrss_kb``, and for a crawl its duration, devices, requests and
+``ru_maxrss_kb``, ``loaded`` (which of the HTTP stacks' modules the
+process holds), and for a crawl its duration, devices, requests and
 failures. ``setup`` imports the same modules and sets up the same client
 but crawls nothing: the memory baseline. ``--transport aiohttp`` sends
 through `wiser_async.transports.AiohttpTransport` (imported only then, so
@@ -33,6 +34,9 @@ from wiser_async import crawl_to_jsonl
 from ._client import open_client
 
 __all__ = ["main", "peak_rss_kb", "ru_maxrss_kb"]
+
+# The modules of each HTTP stack (and trio, which httpcore2 may pull in).
+STACK_MODULES = ("aiohttp", "httpcore2", "h11", "httpx_aiohttp", "trio")
 
 
 def ru_maxrss_kb() -> int:
@@ -83,6 +87,13 @@ async def _run(args: argparse.Namespace, token: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _ran(name: str) -> bool:
+    """Whether module `name` was imported and run (not only registered, as trio may be)."""
+    module = sys.modules.get(name)
+    # The library registers trio without running it until it is used (see _token_endpoint).
+    return module is not None and type(module).__name__ != "_DeferredModule"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one measurement and print its JSON line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks._rss_child")
@@ -96,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = anyio.run(partial(_run, args, token), backend="asyncio")
     report["peak_rss_kb"] = peak_rss_kb()
     report["ru_maxrss_kb"] = ru_maxrss_kb()
+    report["loaded"] = [name for name in STACK_MODULES if _ran(name)]
     print(json.dumps(report))
 
 

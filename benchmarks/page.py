@@ -1,13 +1,17 @@
 """`page`: CPU per request of fetching one 100-device page, on each HTTP stack.
 
 The same pages (``/sites/{id}/devices``, 100 devices each) are fetched many
-times, 16 in flight, at latency 0, six ways, interleaved ABCDEF FEDCBA:
+times, 16 in flight, at latency 0, seven ways, interleaved ABCDEFG GFEDCBA:
 
 - ``bare``: a bare httpx2 loop, ``response.json()`` on each answer;
 - ``bare_aiohttp``: the same loop on httpx-aiohttp's ``AiohttpTransport``;
 - ``library``: ``client.devices.of_site(id).page(limit=100)``, the library's
   default stack (its own httpx2 client);
-- ``library_aiohttp``: the same with ``transport=AiohttpTransport()``;
+- ``library_aiohttp``: the same with ``transport=AiohttpTransport()``, the
+  native path (no httpx2 request or response: the aiohttp session itself);
+- ``library_aiohttp_wrapped``: the same transport behind a pass-through
+  httpx2 transport, so the client sends through httpx2 objects wrapped
+  around each aiohttp request (the path before the native one);
 - ``floor``: the least any client of typed models spends on this stack: the
   request handed straight to httpx2's transport (no client, retries, limits,
   deadline or auth flow), the body read, then parsed and decoded by the
@@ -57,7 +61,15 @@ PAGE = PortfolioSpec(locations=1, sites_per_location=20, rooms_per_site=4, devic
 LIMIT = 100
 REQUESTS = 2000
 QUICK_REQUESTS = 64
-LABELS = ("bare", "bare_aiohttp", "library", "library_aiohttp", "floor", "floor_aiohttp")
+LABELS = (
+    "bare",
+    "bare_aiohttp",
+    "library",
+    "library_aiohttp",
+    "library_aiohttp_wrapped",
+    "floor",
+    "floor_aiohttp",
+)
 _TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
 _LIMITS = httpx2.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
 # Figure name -> (label, baseline): how far each floor lies from the bare loop
@@ -67,7 +79,21 @@ FLOOR_RATIOS = {
     "floor_aiohttp_over_bare": ("floor_aiohttp", "bare"),
     "library_over_floor": ("library", "floor"),
     "library_aiohttp_over_floor_aiohttp": ("library_aiohttp", "floor_aiohttp"),
+    "library_aiohttp_over_wrapped": ("library_aiohttp", "library_aiohttp_wrapped"),
 }
+
+
+class _Wrapped(httpx2.AsyncBaseTransport):
+    """`AiohttpTransport` as any httpx2 transport: the client cannot take its native path."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def _fan_out(count: int, fetch: Callable[[int], Awaitable[None]]) -> None:
@@ -108,9 +134,13 @@ async def _discover(urls: SandboxUrls, token: dict[str, Any]) -> tuple[list[str]
 
 
 async def _library(
-    urls: SandboxUrls, token: dict[str, Any], sites: list[str], count: int, *, aiohttp: bool
+    urls: SandboxUrls, token: dict[str, Any], sites: list[str], count: int, *, stack: str
 ) -> tuple[float, float]:
-    options: dict[str, Any] = {"transport": AiohttpTransport()} if aiohttp else {}
+    transports: dict[str, Callable[[], httpx2.AsyncBaseTransport]] = {
+        "aiohttp": AiohttpTransport,
+        "aiohttp_wrapped": _Wrapped,
+    }
+    options: dict[str, Any] = {"transport": transports[stack]()} if stack in transports else {}
     async with open_client(urls.api_base_url, urls.token_url, token, **options) as client:
         wrong: list[int] = []
 
@@ -222,7 +252,8 @@ def _run(
     aiohttp = label.endswith("aiohttp")
     workload: Callable[[], Awaitable[tuple[float, float]]]
     if label.startswith("library"):
-        workload = partial(_library, process.urls, token, sites, count, aiohttp=aiohttp)
+        stack = label.removeprefix("library").removeprefix("_")
+        workload = partial(_library, process.urls, token, sites, count, stack=stack)
     elif label.startswith("floor"):
         workload = partial(_floor, targets, token["access_token"], count, aiohttp=aiohttp)
     else:
@@ -285,11 +316,13 @@ def page(ctx: Context) -> Result:
             "library_aiohttp_over_bare": median["library_aiohttp"] / bare,
             "bare_aiohttp_over_bare": median["bare_aiohttp"] / bare,
             "library_aiohttp_over_bare_aiohttp": median["library_aiohttp"] / median["bare_aiohttp"],
+            "library_aiohttp_wrapped_over_bare": median["library_aiohttp_wrapped"] / bare,
             **floors,
             "pairwise_ratio": {
                 "library_over_bare": pairwise("library"),
                 "library_aiohttp_over_bare": pairwise("library_aiohttp"),
                 "library_aiohttp_over_bare_aiohttp": pairwise("library_aiohttp", "bare_aiohttp"),
+                "library_aiohttp_wrapped_over_bare": pairwise("library_aiohttp_wrapped"),
                 **{key: pairwise(*labels) for key, labels in FLOOR_RATIOS.items()},
             },
             "wall_s": {label: summarize(values) for label, values in wall.items()},
@@ -323,8 +356,9 @@ def page(ctx: Context) -> Result:
             f"floors (transport, parser and decoder only) over bare httpx2: httpx2"
             f" {floors['floor_over_bare']:.3f}, aiohttp {floors['floor_aiohttp_over_bare']:.3f};"
             f" library over its floor: httpx2 {floors['library_over_floor']:.3f},"
-            f" aiohttp {floors['library_aiohttp_over_floor_aiohttp']:.3f}",
-            "CPU of this process only (time.process_time); runs interleaved ABCDEF FEDCBA;"
+            f" aiohttp {floors['library_aiohttp_over_floor_aiohttp']:.3f}; the native aiohttp"
+            f" path over the httpx2-wrapped one: {floors['library_aiohttp_over_wrapped']:.3f}",
+            "CPU of this process only (time.process_time); runs interleaved ABCDEFG GFEDCBA;"
             " results dropped as they come on every side",
         ],
     )

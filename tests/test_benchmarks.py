@@ -170,6 +170,7 @@ def test_quick_run_of_each_new_benchmark(name: str, quick_run: QuickRun) -> None
             "bare_aiohttp",
             "library",
             "library_aiohttp",
+            "library_aiohttp_wrapped",
             "floor",
             "floor_aiohttp",
         }

@@ -238,7 +238,7 @@ def test_http_aiohttp_without_the_extra_is_one_line_naming_it(
     urls: SandboxUrls, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if httpx-aiohttp were not installed: importing the transport fails.
-    for missing in ("httpx_aiohttp", "httpx_aiohttp.httpx2"):
+    for missing in ("aiohttp",):
         monkeypatch.setitem(sys.modules, missing, None)
     for module in ("wiser_async.transports", "wiser_async._transport.aiohttp"):
         monkeypatch.delitem(sys.modules, module, raising=False)

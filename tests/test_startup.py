@@ -12,8 +12,6 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
 from wiser_async.sandbox import Sandbox, SandboxUrls
 
 # Imported on first use only: a worker or a one-call script never needs them.
@@ -69,11 +67,6 @@ def test_importing_the_package_imports_no_crawl_queue_snapshot_cli_or_trio() -> 
     assert not report["dont_write_bytecode"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wiser_async/_transport/requester.py still imports stamina; it should call "
-    "wiser_async._retry.retry_context (issue 22)",
-)
 def test_importing_the_package_imports_no_stamina() -> None:
     # stamina (and tenacity) are imported when a first attempt has failed.
     assert not loaded(run_fresh("import wiser_async"), "stamina")

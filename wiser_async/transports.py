@@ -2,8 +2,12 @@
 
 ``AiohttpTransport`` sends the client's requests through aiohttp (the
 ``aiohttp`` extra: ``pip install 'wiser-async[aiohttp]'``), at less CPU per
-request than httpx2's own transport. It runs on asyncio only: on trio the
-first request raises `RuntimeError`.
+request than httpx2's own transport. Given to the client itself, requests go
+straight through its aiohttp session, with no httpx2 request or response
+built around them; wrapped in a transport of your own (or given to an
+``httpx2.AsyncClient``), it is an ordinary httpx2 transport. Either way the
+same limits, timeouts, size bounds and typed errors apply. It runs on
+asyncio only: on trio the first request raises `RuntimeError`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,15 @@
-"""An httpx2 transport over aiohttp: `AiohttpTransport` (asyncio only).
+"""An HTTP transport over aiohttp: `AiohttpTransport` (asyncio only).
 
-It is httpx-aiohttp's `httpx_aiohttp.httpx2.AiohttpTransport` with its own
-request path, because the one upstream sends through misreads failures:
+Given to the client itself, it sends through its `NativeSender`: straight
+to the aiohttp session, with no httpx2 `Request` or `Response` built around
+each request (the `Session` keeps every policy: the auth flow, timeouts,
+size bounds, the error table). Given to httpx2 (or wrapped in another
+transport), it is an httpx2 transport like any other.
+
+As an httpx2 transport it does what httpx-aiohttp's
+`httpx_aiohttp.httpx2.AiohttpTransport` does, without importing it (that
+package loads httpx 1 and its command line, about 6 MB, for nothing here),
+and reads failures differently, because the one upstream misreads them:
 
 - A dropped or reset connection fails as a connection error (`httpx2.ReadError`,
   `httpx2.RemoteProtocolError`), never as a connect *timeout*: upstream maps
@@ -28,18 +36,21 @@ from typing import Final, cast
 
 import httpx2
 
+# httpx2's decoders: the same bounded pieces, the same errors, as on httpx2.
+from httpx2._decoders import MultiDecoder as _MultiDecoder
+
 from .._extras import extra_missing
 from .._token_endpoint import default_ssl_context
+from .body import check_declared, over_limit
 
 try:
     import aiohttp
     from aiohttp.http_exceptions import HttpProcessingError
-    from httpx_aiohttp.httpx2 import AiohttpTransport as _UpstreamTransport
     from yarl import URL
 except ModuleNotFoundError as exc:
     raise extra_missing("wiser_async.transports.AiohttpTransport", "aiohttp", exc) from exc
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "NativeSender"]
 
 # httpx2's default: aiohttp's own (15 s) outlives many servers' idle timeout,
 # and a request sent as the server closes an idle connection is lost.
@@ -91,12 +102,25 @@ def _mapped(exc: Exception) -> httpx2.TransportError:
     return error
 
 
-class AiohttpTransport(_UpstreamTransport):
-    """httpx2 requests sent through one aiohttp session (asyncio only).
+class _Response(aiohttp.ClientResponse):
+    """aiohttp's response, with the ``status_code`` the auth flow reads."""
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status, by httpx2's name."""
+        return self.status
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """Requests sent through one aiohttp session (asyncio only).
 
     Give it to the client, which closes it with itself::
 
         AsyncWiserClient(oauth, account, transport=AiohttpTransport())
+
+    The client then sends through it natively (`native_sender`): no httpx2
+    request or response is built. Wrapped in another transport, or given to
+    an ``httpx2.AsyncClient``, it takes httpx2 requests like any transport.
 
     Its aiohttp session is opened by the first request, in the running event
     loop, and closed by `aclose`. Its connections are bounded by the client's
@@ -118,7 +142,10 @@ class AiohttpTransport(_UpstreamTransport):
     """
 
     def __init__(self, *, verify: ssl.SSLContext | None = None) -> None:
-        super().__init__(verify=default_ssl_context() if verify is None else verify)
+        # The process's context is taken when the session opens: httpx2's
+        # create_ssl_context imports httpcore2, which a client given this
+        # transport has no other use for.
+        self._verify = verify
         self._session: aiohttp.ClientSession | None = None
         self._timeout_key: tuple[float | None, ...] | None = None
         self._timeout = aiohttp.ClientTimeout()
@@ -144,7 +171,7 @@ class AiohttpTransport(_UpstreamTransport):
         except RuntimeError:
             raise RuntimeError(NOT_ON_ASYNCIO) from None
         connector = aiohttp.TCPConnector(
-            ssl=self.ssl_context,
+            ssl=default_ssl_context() if self._verify is None else self._verify,
             # The client's in-flight limit bounds the connections: no second queue here.
             limit=0,
             keepalive_timeout=KEEPALIVE_EXPIRY,
@@ -153,7 +180,21 @@ class AiohttpTransport(_UpstreamTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
+            response_class=_Response,
         )
+
+    def native_sender(
+        self, *, connect: float | None, read: float | None, pool: float | None
+    ) -> NativeSender:
+        """What the client sends through when given this transport (see `NativeSender`).
+
+        Args:
+            connect: Seconds to make a connection (None: no bound).
+            read: Seconds between two reads of the answer.
+            pool: Seconds to wait for, and make, a connection.
+        """
+        timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
+        return NativeSender(self, timeout)
 
     def _timeout_of(self, request: httpx2.Request) -> aiohttp.ClientTimeout:
         phases = request.extensions.get("timeout") or {}
@@ -250,3 +291,125 @@ class _Body(httpx2.AsyncByteStream):
         # Synchronous: it holds even in a cancelled scope. A connection whose
         # body was not read to its end is closed, not pooled.
         self._response.release()
+
+
+class _Outgoing:
+    """A request as the auth flow sees it: its headers, which the flow signs."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+# The headers httpx2's own client sends, so that the server sees no
+# difference between the stacks; only the encodings decoded here are offered.
+_HEADERS: Final = {
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"python-httpx2/{httpx2.__version__}",
+}
+
+
+class NativeSender:
+    """Requests sent straight through an `AiohttpTransport`'s aiohttp session.
+
+    No httpx2 `Request` or `Response` is built: a request is its method, URL
+    and headers; its answer is aiohttp's response. What fails is raised as
+    the httpx2 exception `AiohttpTransport` maps it to (the `Requester`
+    reads httpx2's classes only); the auth flow is the same `httpx2.Auth`
+    generator as on httpx2, given the request's headers to sign.
+    """
+
+    __slots__ = ("timeout", "transport")
+
+    def __init__(self, transport: AiohttpTransport, timeout: aiohttp.ClientTimeout) -> None:
+        self.transport = transport
+        self.timeout = timeout
+
+    async def send(self, method: str, url: str, auth: httpx2.Auth) -> _Response:
+        """`url` requested, signed by `auth`'s flow: its response, headers in, body unread.
+
+        A response the flow answers with another request (a 401, then a new
+        token) is released unread, and its connection closed with it.
+
+        Raises:
+            httpx2.TransportError: the connection failed, dropped, timed out
+                or carried no HTTP response aiohttp could parse.
+            RuntimeError: no asyncio event loop is running.
+        """
+        session = self.transport.get_client()
+        outgoing = _Outgoing(_HEADERS.copy())
+        flow = auth.async_auth_flow(cast(httpx2.Request, outgoing))
+        try:
+            await flow.__anext__()
+            while True:
+                try:
+                    response = await session.request(
+                        method,
+                        URL(url, encoded=True),
+                        headers=outgoing.headers,
+                        allow_redirects=False,
+                        timeout=self.timeout,
+                    )
+                except _CAUGHT as exc:
+                    error = _mapped(exc)
+                    break
+                try:
+                    await flow.asend(cast(httpx2.Response, response))
+                except StopAsyncIteration:
+                    return cast(_Response, response)
+                except BaseException:
+                    response.release()
+                    raise
+                # Answered with another request: a 401's body is never read.
+                response.release()
+        finally:
+            await flow.aclose()
+        # Raised here, outside the except clause: the aiohttp exception is no context of it.
+        raise error
+
+    async def read(self, response: _Response, limit: int, method: str, shown: str) -> bytes:
+        """The (decoded) body of `response`, refused (`DecodeError`) past `limit` bytes.
+
+        Raises:
+            DecodeError: the body, declared or decoded, exceeds `limit`.
+            httpx2.DecodingError: a gzip or deflate body that does not decode.
+            httpx2.TransportError: the connection dropped or broke the framing.
+        """
+        headers = response.headers
+        declared = headers.get("Content-Length")
+        check_declared(declared, limit, method, shown)
+        try:
+            if declared is not None and "Content-Encoding" not in headers:
+                # The framing bounds it: no more than the length checked above.
+                return await response.read()
+            return await _read_stream(response, limit, method, shown)
+        except _CAUGHT as exc:
+            error = _mapped(exc)
+        raise error
+
+
+async def _read_stream(response: _Response, limit: int, method: str, shown: str) -> bytes:
+    """A body of unknown length or encoded: read and decoded piece by piece within `limit`."""
+    decoder = _decoder(response.headers.getall("Content-Encoding", ()))
+    chunks: list[bytes] = []
+    size = 0
+    read = response.content.readany
+    while True:
+        raw = await read()
+        pieces = (raw,) if decoder is None else decoder.decode(raw) if raw else decoder.flush()
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise over_limit(limit, method, shown)
+            chunks.append(piece)
+        if not raw:
+            return b"".join(chunks)
+
+
+def _decoder(declared: list[str] | tuple[()]) -> _MultiDecoder | None:
+    """httpx2's decoder of the encodings named (in bounded pieces), None for none it knows."""
+    encodings = [part.strip().lower() for value in declared for part in value.split(",")]
+    decoder = _MultiDecoder([encoding for encoding in encodings if encoding != "identity"])
+    return decoder if decoder.children else None

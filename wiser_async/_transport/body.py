@@ -9,7 +9,7 @@ import httpx2
 from .._json import JSONDecodeError, loads
 from ..errors import DecodeError
 
-__all__ = ["OBJECTS_PER_ITEM", "parse_json", "read_body"]
+__all__ = ["OBJECTS_PER_ITEM", "check_declared", "over_limit", "parse_json", "read_body"]
 
 # JSON objects a page's body may hold per item asked for, before it is parsed:
 # a device is one object (two with an address); the rest is room for unknown fields.
@@ -19,21 +19,30 @@ _BYTES_PER_OBJECT = 1024 // OBJECTS_PER_ITEM
 _TOO_DEEP = "the body nests arrays or objects deeper than can be read"
 
 
-async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
-    """The body of `response`, refused (`DecodeError`) past `limit` bytes, declared or not."""
-    declared = response.headers.get("content-length")
+def check_declared(declared: str | None, limit: int, method: str, shown: str) -> None:
+    """Refuse (`DecodeError`) a body whose declared ``Content-Length`` exceeds `limit`."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise DecodeError(
             f"the body of {declared} bytes exceeds the {limit}-byte limit",
             method=method,
             path=shown,
         )
+
+
+def over_limit(limit: int, method: str, shown: str) -> DecodeError:
+    """The error of a body found (decoded) larger than `limit` bytes as it is read."""
+    return DecodeError(f"the body exceeds the {limit}-byte limit", method=method, path=shown)
+
+
+async def read_body(response: httpx2.Response, limit: int, method: str, shown: str) -> bytes:
+    """The body of `response`, refused (`DecodeError`) past `limit` bytes, declared or not."""
+    check_declared(response.headers.get("content-length"), limit, method, shown)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            raise DecodeError(f"the body exceeds the {limit}-byte limit", method=method, path=shown)
+            raise over_limit(limit, method, shown)
         chunks.append(chunk)
     return b"".join(chunks)
 

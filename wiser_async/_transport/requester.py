@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import anyio
 import httpx2
-import stamina
 
 from .._auth import BearerAuth
 from .._config import ApiConfig, usable_id
@@ -34,6 +33,7 @@ from .._observe import (
     template_of,
 )
 from .._redact import request_secrets
+from .._retry import retry_context
 from .._stats import ClientStats
 from .._status import error_for_response
 from ..errors import (
@@ -46,7 +46,7 @@ from ..errors import (
     WiserError,
 )
 from ..models import Page
-from .body import OBJECTS_PER_ITEM, parse_json, read_body
+from .body import OBJECTS_PER_ITEM, parse_json
 from .session import Session
 
 __all__ = ["Requester"]
@@ -185,7 +185,7 @@ class Requester:
         page = await self._decoded_page(
             self.session.codec.structure_page, path, cls, offset, limit, on_item_error
         )
-        return cast(Page[T], page)
+        return cast("Page[T]", page)
 
     async def get_raw_page(
         self,
@@ -200,7 +200,7 @@ class Requester:
         page = await self._decoded_page(
             self.session.codec.raw_page, path, cls, offset, limit, on_item_error
         )
-        return cast(Page[RawItem], page)
+        return cast("Page[RawItem]", page)
 
     async def _decoded_page(
         self,
@@ -303,14 +303,7 @@ class Requester:
             self._count_failure()
             raise first_failure
         try:
-            async for attempt in stamina.retry_context(
-                on=retry_on,
-                attempts=policy.attempts,
-                timeout=remaining,
-                wait_initial=policy.wait_initial,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
+            async for attempt in retry_context(policy, on=retry_on, timeout=remaining):
                 with attempt:
                     attempt_number = attempt.num
                     if attempt_number == 1:
@@ -354,20 +347,12 @@ class Requester:
             bound = session.attempt_timeout
         try:
             try:
-                # The target carries its query already encoded: one URL parse.
-                request = session.build_request(method, session.base_url + target)
                 context = request_secrets.set(self._log_context)
                 try:
                     with anyio.CancelScope(deadline=now + max(bound, 0.0)) as scope:
-                        response = await session.send(request, self._auth)
-                        if record is not None:
-                            record.status = response.status_code
-                        try:
-                            content = await read_body(
-                                response, session.max_response_bytes, method, target
-                            )
-                        finally:
-                            await response.aclose()
+                        status, headers, content = await session.exchange(
+                            method, target, self._auth, record
+                        )
                 finally:
                     request_secrets.reset(context)
                 if scope.cancelled_caught:
@@ -398,7 +383,6 @@ class Requester:
                 ) from exc
         finally:
             session.limiter.release()
-        status = response.status_code
         if status < 300:
             if session.waiting:
                 # The task that took the freed slot sends before this body is
@@ -408,7 +392,7 @@ class Requester:
             return content
         error = error_for_response(
             status,
-            response.headers,
+            headers,
             content,
             method=method,
             path=target,

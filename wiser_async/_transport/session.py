@@ -7,8 +7,9 @@ One per `AsyncWiserClient` and its `for_account` siblings; each account's
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
 import anyio
@@ -20,10 +21,13 @@ from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
 from .._token_endpoint import default_ssl_context
+from .body import read_body
 from .direct import proxies_configured, send_direct
 
 if TYPE_CHECKING:
     from .._oauth import WiserOAuth
+    from .._observe import AttemptRecord
+    from .aiohttp import NativeSender
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -96,7 +100,13 @@ class Session:
             timeout = httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
         # Where requests go without httpx2.AsyncClient.send's layers (see `send_direct`).
         self.direct: httpx2.AsyncBaseTransport | None = None
-        if http_client is None:
+        # AiohttpTransport's own path: no httpx2 client, Request or Response at all.
+        self.native: NativeSender | None = None
+        native_sender = getattr(transport, "native_sender", None)
+        if http_client is None and native_sender is not None:
+            phases = httpx2.Timeout(timeout)
+            self.native = native_sender(connect=phases.connect, read=phases.read, pool=phases.pool)
+        elif http_client is None:
             limits = httpx2.Limits(
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             )
@@ -118,6 +128,17 @@ class Session:
         else:
             self.http = http_client
             self.request_options = {} if keep_borrowed_phases else {"timeout": timeout}
+        self.exchange: Callable[
+            [str, str, httpx2.Auth, AttemptRecord | None],
+            Awaitable[tuple[int, Mapping[str, str], bytes]],
+        ] = self._exchange_httpx2 if self.native is None else self._exchange_native
+        """`target` (under the base URL) requested, signed by `auth`: status, headers, body.
+
+        The body is read within ``max_response_bytes`` (`DecodeError` past
+        it, declared or decoded). Failures are httpx2's exceptions on either
+        path: the `Requester` maps them to the library's errors. The attempt's
+        record (if any) is given the status as soon as the headers are in.
+        """
         self.max_in_flight = max_in_flight
         self.limiter = anyio.CapacityLimiter(max_in_flight)
         # Tasks waiting for a slot of `limiter` (a count is cheaper than its statistics).
@@ -198,7 +219,38 @@ class Session:
         # The transport itself follows nothing (AiohttpTransport: allow_redirects=False).
         return await send_direct(self.direct, request, auth)
 
+    async def _exchange_httpx2(
+        self, method: str, target: str, auth: httpx2.Auth, record: AttemptRecord | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        # `exchange` through httpx2 (its client, or its transport itself).
+        response = await self.send(self.build_request(method, self.base_url + target), auth)
+        if record is not None:
+            record.status = response.status_code
+        try:
+            content = await read_body(response, self.max_response_bytes, method, target)
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers, content
+
+    async def _exchange_native(
+        self, method: str, target: str, auth: httpx2.Auth, record: AttemptRecord | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        # `exchange` through AiohttpTransport's own path (see `NativeSender`).
+        native = cast("NativeSender", self.native)
+        response = await native.send(method, self.base_url + target, auth)
+        if record is not None:
+            record.status = response.status
+        try:
+            content = await native.read(response, self.max_response_bytes, method, target)
+        finally:
+            # Synchronous: it holds in a cancelled scope. A body not read to its end
+            # closes its connection.
+            response.release()
+        return response.status, response.headers, content
+
     async def aclose(self) -> None:
-        """Close the HTTP client if the session created it, never a borrowed one."""
-        if self.owns_http:
+        """Close the HTTP client (or transport) if the session created it, never a borrowed one."""
+        if self.native is not None:
+            await self.native.transport.aclose()
+        elif self.owns_http:
             await self.http.aclose()
