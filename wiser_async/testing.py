@@ -49,7 +49,6 @@ import pytest
 
 from token_stores import MemoryTokenStore, Token, TokenStore
 from wiser_async import ApiConfig, AsyncWiserClient, RetryPolicy, WiserOAuth
-from wiser_async._extras import extra_missing
 
 if TYPE_CHECKING:  # the sandbox is imported when a fixture first needs it
     from wiser_async.sandbox import PortfolioSpec, Sandbox, SandboxUrls
@@ -258,6 +257,8 @@ def wiser_sandbox_server(wiser_sandbox: Sandbox) -> Iterator[SandboxServer]:
     try:
         import uvicorn  # noqa: F401 - checked here to name the extra that brings it
     except ModuleNotFoundError as exc:
+        from wiser_async._extras import extra_missing
+
         raise extra_missing("the wiser_sandbox_server fixture", "testing", exc) from exc
     with wiser_sandbox.serve_in_thread() as urls:
         yield SandboxServer(wiser_sandbox, urls)

@@ -27,13 +27,15 @@ READ_BESIDES: Final = frozenset(
 )
 # Deliberately not warned about: set where the command line runs, but read
 # by something else of this project:
-#   WISER_REQUIRE_REDIS, WISER_REQUIRE_BROWSER  the test suite's switches (CI sets them);
+#   WISER_REQUIRE_REDIS, WISER_REQUIRE_BROWSER, WISER_REQUIRE_POSTGRES  the test suite's
+#                                               switches (CI sets them);
 #   WISER_TEST_TOKEN, WISER_TEST_CLIENT_SECRET  the test suite's helper processes.
 # (The example web apps read EXAMPLE_* variables, not WISER_*.)
 IGNORED: Final = frozenset(
     {
         "WISER_REQUIRE_REDIS",
         "WISER_REQUIRE_BROWSER",
+        "WISER_REQUIRE_POSTGRES",
         "WISER_TEST_TOKEN",
         "WISER_TEST_CLIENT_SECRET",
     }
