@@ -5,8 +5,9 @@ the command line: their progress callback is given the whole output's
 `CrawlTally` (earlier runs included, and estimated totals) as well.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .checkpoint import checkpoint_path
@@ -52,19 +53,4 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _MODULES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = import_module(module_name, __name__)
-    # Every name of that module at once: importing it bound its own name here
-    # (``merge`` the module), which the function of that name must replace.
-    names = globals()
-    for public, home in _MODULES.items():
-        if home == module_name:
-            names[public] = getattr(module, public)
-    return names[name]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _MODULES, __all__)
