@@ -40,14 +40,13 @@ from .compiled import (
     unknown_fields,
     unstructure_datetime,
 )
-from .native import Native, compile_native
+from .native import ABSENT, Native, compile_native, read_page
+from .pages import ItemErrors, page_data, page_meta
 
 __all__ = ["Codec", "RawItem", "camel_case"]
 
 T = TypeVar("T")
 
-# Undecodable items of one page reported one by one; the rest in one line.
-MAX_ITEM_ERRORS = 10
 _ERROR_PATH = re.compile(r"\$[^ ]*")
 _PATH_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)|\[[^\]]*\]")
 
@@ -173,7 +172,7 @@ class Codec:
         the first `MAX_ITEM_ERRORS` one by one and the rest in one error. A
         page with more items than `limit` is a `DecodeError`.
         """
-        data = _page_data(body, keys, limit, method, path)
+        data = page_data(body, keys, limit, method, path)
         native = self._natives.get(cls)
         structure = self.fast(cls) if native is None else native.structure
         skipped = 0
@@ -186,7 +185,7 @@ class Codec:
         except Exception:  # noqa: BLE001 - any hook error; the slow path below explains it
             # The slow path, only for a page with a bad item: find and explain it.
             items = []
-            report = _ItemErrors(on_item_error, method, path)
+            report = ItemErrors(on_item_error, method, path)
             for index, item in enumerate(data):
                 try:
                     items.append(structure(item, cls))
@@ -194,8 +193,38 @@ class Codec:
                     where = f"$.{keys.data_key}[{index}]"
                     report(self._explain(item, cls, where, method=method, path=path))
             skipped = report.finish()
-        limit, total = _page_meta(body, keys, limit, method, path)
+        limit, total = page_meta(body, keys, limit, method, path)
         return Page(items=items, offset=offset, limit=limit, total=total, skipped=skipped)
+
+    def native_page(
+        self,
+        content: bytes,
+        cls: type[T],
+        *,
+        offset: int,
+        limit: int,
+        keys: PageFormat,
+        method: str,
+        path: str,
+    ) -> Page[T] | None:
+        """`structure_page` of a body not yet parsed, read by msgspec; None where it cannot be.
+
+        The same page `structure_page` makes of the parsed body, or None: no
+        msgspec, an envelope or an item msgspec and the fallback refuse, more
+        items than `limit`. The caller then parses the body and calls
+        `structure_page`, which decides (and explains) exactly as before.
+        """
+        native = self._natives.get(cls)
+        read = None if native is None else read_page(content, keys)
+        if native is None or read is None or len(read[0]) > limit:
+            return None
+        try:
+            items = native.from_raws(read[0], cls)
+        except Exception:  # noqa: BLE001 - any refusal: the parsed body decides, and explains
+            return None
+        body = {} if read[1] is ABSENT else {keys.meta_key: read[1]}
+        limit, total = page_meta(body, keys, limit, method, path)
+        return Page(items=items, offset=offset, limit=limit, total=total, skipped=0)
 
     def raw_page(
         self,
@@ -218,13 +247,13 @@ class Codec:
         writer takes) fails here, not later in a file. A failing item is
         handled as `structure_page` handles one.
         """
-        data = _page_data(body, keys, limit, method, path)
+        data = page_data(body, keys, limit, method, path)
         names = self._wire_names[cls]
         id_key = names["id"]
         room_key = names.get("room_id")
         items: list[RawItem] = []
         append = items.append
-        report: _ItemErrors | None = None
+        report: ItemErrors | None = None
         for index, item in enumerate(data):
             problem = None
             if type(item) is dict:
@@ -248,7 +277,7 @@ class Codec:
             else:
                 problem = f"expected an object, got {_json_type(item)}"
             if report is None:
-                report = _ItemErrors(on_item_error, method, path)
+                report = ItemErrors(on_item_error, method, path)
             report(
                 DecodeError(
                     f"unexpected {cls.__name__} at $.{keys.data_key}[{index}]: {problem}",
@@ -257,7 +286,7 @@ class Codec:
                 )
             )
         skipped = 0 if report is None else report.finish()
-        limit, total = _page_meta(body, keys, limit, method, path)
+        limit, total = page_meta(body, keys, limit, method, path)
         return Page(items=items, offset=offset, limit=limit, total=total, skipped=skipped)
 
     def unstructure(self, obj: Any) -> dict[str, Any]:
@@ -371,78 +400,3 @@ def _json_type(value: Any) -> str:
     return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
         type(value), "a number"
     )
-
-
-def _page_data(body: Any, keys: PageFormat, limit: int, method: str, path: str) -> list[Any]:
-    """The items of a page envelope, checked to be a list of at most `limit` entries."""
-    if type(body) is not dict:
-        raise DecodeError("expected a JSON object (a page)", method=method, path=path)
-    data = body.get(keys.data_key)
-    if type(data) is not list:
-        raise DecodeError(f"expected a list at $.{keys.data_key}", method=method, path=path)
-    if len(data) > limit:
-        # Checked before anything is decoded: a page is bounded by what was asked.
-        raise DecodeError(
-            f"the page holds {len(data)} items at $.{keys.data_key}, more than the "
-            f"{limit} asked for",
-            method=method,
-            path=path,
-        )
-    return data
-
-
-def _page_meta(
-    body: dict[str, Any], keys: PageFormat, limit: int, method: str, path: str
-) -> tuple[int, int | None]:
-    """The limit the server applied and the collection's total, from a page's metadata."""
-    meta = body.get(keys.meta_key)
-    total: int | None = None
-    if type(meta) is dict:
-        # The limit the server applied: a page that fills it is not the last.
-        served_limit = meta.get(keys.limit_key)
-        if type(served_limit) is int and 0 < served_limit < limit:
-            limit = served_limit
-        raw_total = meta.get(keys.total_key)
-        if raw_total is not None:
-            if type(raw_total) is not int or raw_total < 0:
-                raise DecodeError(
-                    f"expected a non-negative integer at $.{keys.meta_key}.{keys.total_key}",
-                    method=method,
-                    path=path,
-                )
-            total = raw_total
-    elif meta is not None:
-        raise DecodeError(f"expected an object at $.{keys.meta_key}", method=method, path=path)
-    return limit, total
-
-
-class _ItemErrors:
-    """Where a page's undecodable items go: raised (no handler), or reported and skipped."""
-
-    def __init__(
-        self, handler: Callable[[DecodeError], None] | None, method: str, path: str
-    ) -> None:
-        self._handler = handler
-        self._method = method
-        self._path = path
-        self.skipped = 0
-
-    def __call__(self, error: DecodeError) -> None:
-        if self._handler is None:
-            raise error from None
-        self.skipped += 1
-        if self.skipped <= MAX_ITEM_ERRORS:
-            self._handler(error)
-
-    def finish(self) -> int:
-        """Report the items past `MAX_ITEM_ERRORS` in one error; how many were skipped."""
-        if self._handler is not None and self.skipped > MAX_ITEM_ERRORS:
-            self._handler(
-                DecodeError(
-                    f"{self.skipped - MAX_ITEM_ERRORS} more items of the page could not be "
-                    f"decoded (the first {MAX_ITEM_ERRORS} are reported one by one)",
-                    method=self._method,
-                    path=self._path,
-                )
-            )
-        return self.skipped

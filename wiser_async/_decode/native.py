@@ -22,13 +22,16 @@ rest. ``tests/test_fast_decode.py`` holds both paths to byte-identical output.
 
 from __future__ import annotations
 
+import functools
 import linecache
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 
+from .._config import PageFormat
+from .._json import loads
 from .compiled import (
     bounded_extra,
     model_of,
@@ -38,9 +41,18 @@ from .compiled import (
     unknown_fields,
 )
 
-__all__ = ["Native", "compile_native"]
+__all__ = ["ABSENT", "Native", "compile_native", "read_page"]
 
 Hook = Callable[[Any, type], Any]
+
+
+def _int_type() -> Any:
+    """A signed 64-bit integer; past it the parsed item decides (orjson reads a float there)."""
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - the speed extra is installed in the tests
+        return int
+    return Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 def _struct_type(kind: Any, required: bool, structs: Mapping[type, Any]) -> Any:
@@ -52,7 +64,7 @@ def _struct_type(kind: Any, required: bool, structs: Mapping[type, Any]) -> Any:
     scalar = scalar_of(kind)
     if scalar is not None:
         # A timestamp is read by fromisoformat afterwards, as the compiled decoder reads it.
-        wire = {str: str, int: int, float: float, datetime: str}[scalar[0]]
+        wire = {str: str, int: _int_type(), float: float, datetime: str}[scalar[0]]
         return wire if required else wire | None
     if open_enum_of(kind) is not None:
         return str | None
@@ -74,11 +86,17 @@ class Native:
         items: A page's parsed items into models: the whole list checked in
             one call, else item by item as `structure` does (which raises
             on the first item the fallback refuses).
+        from_raws: A page's items still as JSON text (`msgspec.Raw`, see
+            `read_page`) into models: each read by the strict Struct straight
+            from its text, else parsed (by `_json.loads`, as the whole body
+            would have been) and taken as `structure` takes it. Raises on
+            anything either refuses: the caller then parses the whole body.
     """
 
     to_model: Callable[[Any, dict[str, Any]], Any]
     structure: Hook
     items: Callable[[list[Any], type], list[Any]]
+    from_raws: Callable[[list[Any], type], list[Any]]
 
 
 def compile_native(
@@ -112,6 +130,8 @@ def compile_native(
         "UTC": UTC,
         "CONVERT": msgspec.convert,
         "FALLBACK": fallback,
+        "LOADS": loads,
+        "REFUSED": msgspec.DecodeError,
     }
     lines = ["def to_model(s, extra):"]
     arguments = []
@@ -151,6 +171,9 @@ def compile_native(
         for forbid in (True, False)
     )
     structs[cls] = struct
+    names["DECODE"] = msgspec.json.Decoder(struct).decode
+    names["DECODE_OPEN"] = msgspec.json.Decoder(open_struct).decode
+    names["MEMBERS"] = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
     names["S"], names["OPEN"], names["LIST"] = struct, open_struct, list[open_struct]  # type: ignore[valid-type]
     names["KNOWN"] = frozenset(wire_names.values())
     names["UNKNOWN"], names["BOUNDED"] = unknown_fields, bounded_extra
@@ -181,10 +204,76 @@ def compile_native(
         "        ]",
         "    except Exception:",
         "        return [structure(o, cls) for o in data]",
+        "def from_raws(raws, cls):",
+        "    out = []",
+        "    append = out.append",
+        "    for raw in raws:",
+        "        try:",
+        "            s = DECODE(raw)",
+        "        except REFUSED:",
+        "            append(open_raw(raw, cls))",
+        "        else:",
+        "            append(to_model(s, {}))",
+        "    return out",
+        # An item the strict Struct refused: read by the one ignoring unknown
+        # fields, which are then parsed one by one from the item's members
+        # (a key's value as the whole item would have given it); else the
+        # parsed item, as `structure` takes one.
+        "def open_raw(raw, cls):",
+        "    try:",
+        "        s = DECODE_OPEN(raw)",
+        "        extra = {k: LOADS(bytes(v)) for k, v in MEMBERS(raw).items() if k not in KNOWN}",
+        "        return to_model(s, BOUNDED(extra))",
+        "    except Exception:",
+        "        return structure(LOADS(bytes(raw)), cls)",
     ]
     source = "\n".join(lines) + "\n"
     filename = f"<wiser_async native {cls.__qualname__} {id(names):x}>"
     # Registered as cattrs does, so tracebacks and debuggers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), names)  # noqa: S102 - code built above from the model's own fields
-    return Native(names["to_model"], names["structure"], names["items"])
+    return Native(names["to_model"], names["structure"], names["items"], names["from_raws"])
+
+
+ABSENT: Any = object()
+"""`read_page`'s metadata when the envelope has none."""
+
+
+def read_page(content: bytes, keys: PageFormat) -> tuple[list[Any], Any] | None:
+    """A page body's items as `msgspec.Raw` texts and its metadata, parsed; None if msgspec cannot.
+
+    The envelope must hold the items' key and at most the metadata's, nothing
+    else: whatever msgspec passes over unread (an unknown key's value, an
+    item kept as `Raw`) it checks for syntax only, not for UTF-8 or a
+    number's range, so the items are then read by `Native.from_raws` and the
+    metadata by `_json.loads`, and each byte of the body is read by one
+    parser or the other. None (the caller parses the whole body instead):
+    msgspec is missing, the body is not such an envelope, or its metadata
+    does not parse.
+    """
+    decode = _envelope(keys.data_key, keys.meta_key)
+    if decode is None:
+        return None
+    try:
+        envelope = decode(content)
+        meta = ABSENT if envelope.meta is None else loads(bytes(envelope.meta))
+    except Exception:  # noqa: BLE001 - any refusal: the whole body is parsed as before
+        return None
+    return envelope.items, meta
+
+
+@functools.cache
+def _envelope(data_key: str, meta_key: str) -> Callable[[bytes], Any] | None:
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - the speed extra is installed in the tests
+        return None
+    if data_key == meta_key:
+        return None
+    struct = msgspec.defstruct(
+        "PageWire",
+        [("items", list[msgspec.Raw]), ("meta", msgspec.Raw, None)],
+        forbid_unknown_fields=True,
+        rename={"items": data_key, "meta": meta_key},
+    )
+    return msgspec.json.Decoder(struct).decode

@@ -9,7 +9,14 @@ import httpx2
 from .._json import JSONDecodeError, loads
 from ..errors import DecodeError
 
-__all__ = ["OBJECTS_PER_ITEM", "check_declared", "over_limit", "parse_json", "read_body"]
+__all__ = [
+    "OBJECTS_PER_ITEM",
+    "check_declared",
+    "check_objects",
+    "over_limit",
+    "parse_json",
+    "read_body",
+]
 
 # JSON objects a page's body may hold per item asked for, before it is parsed:
 # a device is one object (two with an address); the rest is room for unknown fields.
@@ -47,27 +54,30 @@ async def read_body(response: httpx2.Response, limit: int, method: str, shown: s
     return b"".join(chunks)
 
 
-def parse_json(content: bytes, method: str, target: str, *, objects: int | None = None) -> Any:
-    """`content` parsed as JSON, or a `DecodeError` saying what was wrong and where.
+def check_objects(content: bytes, objects: int, method: str, target: str) -> None:
+    """Refuse (`DecodeError`) a body holding more than `objects` JSON objects, before parsing.
 
-    Args:
-        objects: The most JSON objects the body may hold, counted (as
-            ``{``) before it is parsed: a page of 1.4 million empty objects
-            in 4 MiB would cost a hundred megabytes once decoded.
+    A page of 1.4 million empty objects in 4 MiB would cost a hundred
+    megabytes once decoded. Counted (as ``{``) only in a body larger than such
+    a page usually is (1 KiB an item): a typical page costs no scan.
     """
-    # Counted only in a body larger than such a page usually is (1 KiB an
-    # item): a typical page costs no scan.
-    if (
-        objects is not None
-        and len(content) > objects * _BYTES_PER_OBJECT
-        and (count := content.count(b"{")) > objects
-    ):
+    if len(content) > objects * _BYTES_PER_OBJECT and (count := content.count(b"{")) > objects:
         raise DecodeError(
             f"the body holds {count} JSON objects, beyond what a page of the "
             f"size asked holds ({objects})",
             method=method,
             path=target,
         )
+
+
+def parse_json(content: bytes, method: str, target: str, *, objects: int | None = None) -> Any:
+    """`content` parsed as JSON, or a `DecodeError` saying what was wrong and where.
+
+    Args:
+        objects: The most JSON objects the body may hold (see `check_objects`).
+    """
+    if objects is not None:
+        check_objects(content, objects, method, target)
     try:
         return loads(content)
     except UnicodeDecodeError:

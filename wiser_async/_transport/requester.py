@@ -46,7 +46,7 @@ from ..errors import (
     WiserError,
 )
 from ..models import Page
-from .body import OBJECTS_PER_ITEM, parse_json
+from .body import OBJECTS_PER_ITEM, check_objects, parse_json
 from .session import Session
 
 __all__ = ["Requester"]
@@ -182,9 +182,7 @@ class Requester:
             on_item_error: Where an undecodable item is reported (it is then
                 skipped); by default it fails the whole page.
         """
-        page = await self._decoded_page(
-            self.session.codec.structure_page, path, cls, offset, limit, on_item_error
-        )
+        page = await self._decoded_page(False, path, cls, offset, limit, on_item_error)
         return cast("Page[T]", page)
 
     async def get_raw_page(
@@ -197,14 +195,12 @@ class Requester:
         on_item_error: Callable[[DecodeError], None] | None = None,
     ) -> Page[RawItem]:
         """One page like `get_page`, only the ids of its items read (see `Codec.raw_page`)."""
-        page = await self._decoded_page(
-            self.session.codec.raw_page, path, cls, offset, limit, on_item_error
-        )
+        page = await self._decoded_page(True, path, cls, offset, limit, on_item_error)
         return cast("Page[RawItem]", page)
 
     async def _decoded_page(
         self,
-        decode: Callable[..., Page[Any]],
+        raw: bool,
         path: str,
         cls: type,
         offset: int,
@@ -214,10 +210,26 @@ class Requester:
         pages = self.session.config.pages
         offset_param, limit_param = self.session.page_params
         target = f"{path}?{offset_param}={offset:d}&{limit_param}={limit:d}"
+        codec = self.session.codec
         try:
-            body = await self._get_json(target, objects=(limit + 1) * OBJECTS_PER_ITEM, source=path)
+            content = await self._send("GET", target, path)
+            check_objects(content, (limit + 1) * OBJECTS_PER_ITEM, "GET", target)
+            decode = codec.raw_page if raw else codec.structure_page
+            if not raw:
+                # msgspec reads the body straight into models where it can.
+                page: Page[Any] | None = codec.native_page(
+                    content,
+                    cls,
+                    offset=offset,
+                    limit=limit,
+                    keys=pages,
+                    method="GET",
+                    path=target,
+                )
+                if page is not None:
+                    return page
             return decode(
-                body,
+                parse_json(content, "GET", target),
                 cls,
                 offset=offset,
                 limit=limit,
