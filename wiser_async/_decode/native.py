@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import attrs
 
 from .._config import PageFormat
-from .._json import loads
+from .._json import MAX_DEPTH, loads
 from .compiled import (
     bounded_extra,
     model_of,
@@ -131,6 +131,7 @@ def compile_native(
         "CONVERT": msgspec.convert,
         "FALLBACK": fallback,
         "LOADS": loads,
+        "SHALLOW": 2 * MAX_DEPTH,
         "REFUSED": msgspec.DecodeError,
     }
     lines = ["def to_model(s, extra):"]
@@ -222,8 +223,14 @@ def compile_native(
         "def open_raw(raw, cls):",
         "    try:",
         "        s = DECODE_OPEN(raw)",
-        "        extra = {k: LOADS(bytes(v)) for k, v in MEMBERS(raw).items() if k not in KNOWN}",
-        "        return to_model(s, BOUNDED(extra))",
+        "        extra = {}",
+        "        short = True",
+        "        for k, v in MEMBERS(raw).items():",
+        "            if k not in KNOWN:",
+        "                extra[k] = LOADS(bytes(v))",
+        "                short = short and len(v) < SHALLOW",
+        # A value of fewer than 2 x MAX_DEPTH bytes cannot nest MAX_DEPTH deep.
+        "        return to_model(s, extra if short else BOUNDED(extra))",
         "    except Exception:",
         "        return structure(LOADS(bytes(raw)), cls)",
     ]
