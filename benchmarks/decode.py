@@ -23,9 +23,11 @@ function for what it cannot take exactly) and ``fallback`` (`Codec(native=
 False)`: the compiled function alone, which is what ``structure_page`` ran
 before msgspec); each over the model's items as one page, CPU per item.
 
-A 100-device page body as the sandbox sent it, four ways interleaved:
-``native`` and ``fallback`` (`orjson.loads` then ``structure_page``, as the
-request path does), ``parse`` (`orjson.loads` alone: the floor of any decoder
+A 100-device page body as the sandbox sent it, five ways interleaved:
+``bytes`` (``native_page``: msgspec reads the body's bytes, as the request
+path does where msgspec is installed), ``native`` and ``fallback``
+(`orjson.loads` then ``structure_page``, as the request path does for a body
+msgspec cannot read), ``parse`` (`orjson.loads` alone: the floor of any decoder
 of parsed JSON) and ``msgspec_structs`` (the body straight into msgspec
 Structs, no model, no check of unknown fields: the floor of decoding from
 bytes).
@@ -80,7 +82,7 @@ DECODE = PortfolioSpec(
 MODELS: tuple[type, ...] = (Location, Address, Site, Room, Device)
 LABELS = ("library", "fast", "cattrs", "floor")
 PAGE_PATHS = ("native", "fallback")
-PAGE_LABELS = ("native", "fallback", "parse", "msgspec_structs")
+PAGE_LABELS = ("bytes", "native", "fallback", "parse", "msgspec_structs")
 PAGE_DEVICES = 100
 PAGE_DECODES = 200
 QUICK_PAGE_DECODES = 5
@@ -304,6 +306,9 @@ def _device_page(body: bytes, repeat: int, decodes: int) -> dict[str, list[float
     """CPU us per decode of one 100-device page body, four ways (see the module's docstring)."""
     native, fallback = Codec.shared(), Codec(native=False)
     ways: dict[str, Callable[[], Any]] = {
+        "bytes": lambda: native.native_page(
+            body, Device, offset=0, limit=PAGE_DEVICES, keys=KEYS, method="GET", path="/"
+        ),
         "native": lambda: _structure_page(native, loads(body), Device, PAGE_DEVICES),
         "fallback": lambda: _structure_page(fallback, loads(body), Device, PAGE_DEVICES),
         "parse": lambda: loads(body),
@@ -311,7 +316,7 @@ def _device_page(body: bytes, repeat: int, decodes: int) -> dict[str, list[float
     structs = _struct_decoder()
     if structs is not None:
         ways["msgspec_structs"] = lambda: structs(body)
-    if repr(ways["native"]()) != repr(ways["fallback"]()):
+    if not repr(ways["bytes"]()) == repr(ways["native"]()) == repr(ways["fallback"]()):
         raise BenchmarkError("the two paths decode the 100-device page otherwise")
     samples: dict[str, list[float]] = {label: [] for label in ways}
     for _, label in alternate(repeat, *ways):
@@ -410,6 +415,7 @@ def decode(ctx: Context) -> Result:
         "body_bytes": len(small),
         "us_per_page": {label: summarize(values) for label, values in page.items()},
         "native_over_fallback": page_us["native"] / page_us["fallback"],
+        "bytes_over_fallback": page_us["bytes"] / page_us["fallback"],
         "parse_over_fallback": page_us["parse"] / page_us["fallback"],
     }
     if "msgspec_structs" in page_us:
@@ -430,7 +436,8 @@ def decode(ctx: Context) -> Result:
             "structure_page CPU us per item, msgspec first vs the compiled decoder alone: "
             + "; ".join(page_lines),
             f"a {PAGE_DEVICES}-device page of {len(small) / 1000:.0f} kB, CPU us per page: "
-            f"{page_note} (native/fallback: orjson.loads + structure_page; parse: orjson.loads"
+            f"{page_note} (bytes: native_page, msgspec from the body's bytes; native/fallback:"
+            " orjson.loads + structure_page; parse: orjson.loads"
             " alone; msgspec_structs: the body into Structs, no models)",
             f"a {len(items[Device])}-device page of {len(body) / 1000:.0f} kB:"
             f" json.loads {json_ms:.2f} ms, {orjson_note} (CPU per parse, {how})",

@@ -14,9 +14,9 @@ times, 16 in flight, at latency 0, seven ways, interleaved ABCDEFG GFEDCBA:
   around each aiohttp request (the path before the native one);
 - ``floor``: the least any client of typed models spends on this stack: the
   request handed straight to httpx2's transport (no client, retries, limits,
-  deadline or auth flow), the body read, then parsed and decoded by the
-  library's own parser and compiled decoder (``Codec.shared().fast``, an
-  internal name), the page envelope unchecked;
+  deadline or auth flow), the body read, then decoded as the client decodes
+  a page (``Codec.native_page``, msgspec from the bytes, else the parsed body
+  through ``Codec.structure_page``: internal names);
 - ``floor_aiohttp``: the same over a bare aiohttp session, with no httpx2
   objects at all.
 
@@ -43,7 +43,7 @@ import yarl
 from aiohttp import ClientSession, DummyCookieJar, TCPConnector
 from httpx_aiohttp.httpx2 import AiohttpTransport as BareAiohttpTransport
 
-from wiser_async import AsyncWiserClient, Device
+from wiser_async import AsyncWiserClient, Device, PageFormat
 from wiser_async._decode import Codec
 from wiser_async._json import loads
 from wiser_async.sandbox import PortfolioSpec, SandboxProcess, SandboxUrls
@@ -190,7 +190,7 @@ async def _floor(
     targets: list[str], access_token: str, count: int, *, aiohttp: bool
 ) -> tuple[float, float]:
     """The pages read straight off the transport, parsed and decoded by the library's own parts."""
-    structure = Codec.shared().fast(Device)
+    codec, keys = Codec.shared(), PageFormat()
     headers = {"Authorization": f"Bearer {access_token}"}
     wrong: list[str] = []
 
@@ -198,9 +198,14 @@ async def _floor(
         if status != 200:
             wrong.append(f"status {status}")
             return
-        items = [structure(item, Device) for item in loads(body)["data"]]
-        if len(items) != LIMIT:
-            wrong.append(f"{len(items)} devices")
+        # As the client decodes a page: msgspec from the bytes, else parsed and decoded.
+        page = codec.native_page(
+            body, Device, offset=0, limit=LIMIT, keys=keys, method="GET", path="/"
+        ) or codec.structure_page(
+            loads(body), Device, offset=0, limit=LIMIT, keys=keys, method="GET", path="/"
+        )
+        if len(page.items) != LIMIT:
+            wrong.append(f"{len(page.items)} devices")
 
     if aiohttp:
         async with ClientSession(
