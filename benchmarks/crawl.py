@@ -788,7 +788,7 @@ def cpu_per_request(ctx: Context) -> Result:
         },
         targets=[
             target(
-                f"crawl() CPU/request vs bare httpx2 ({how})", library, bare, limit=1.3, unit="us"
+                f"crawl() CPU/request vs bare httpx2 ({how})", library, bare, limit=1.2, unit="us"
             ),
             target(f"walk() CPU/request vs bare httpx2 ({how})", walk, bare, limit=1.5, unit="us"),
             target(
