@@ -14,17 +14,35 @@ from typing import Any
 
 from wiser_async.sandbox import Sandbox, SandboxUrls
 
-# Imported on first use only: a worker or a one-call script never needs them.
+# Imported on first use only: a worker or a one-call script never needs some of them;
+# the rest (the token endpoint and keeper, the request path, its decoders and events)
+# are imported by the first `WiserOAuth` or `AsyncWiserClient`, not by the import.
 LAZY = (
     "authlib",
+    "cattrs",
     "click",
     "rich",
+    "token_stores._envelope",
+    "token_stores._file",
+    "token_stores._open",
+    "token_stores._redis",
+    "token_stores._sealing",
     "trio",
+    "wiser_async._account_state",
+    "wiser_async._auth",
     "wiser_async._authorization",
     "wiser_async._crawl",
+    "wiser_async._decode",
     "wiser_async._distributed",
+    "wiser_async._grants",
+    "wiser_async._observe",
+    "wiser_async._redact",
     "wiser_async._redis_rate",
     "wiser_async._snapshot",
+    "wiser_async._status",
+    "wiser_async._token_endpoint",
+    "wiser_async._token_keeper",
+    "wiser_async._transport.requester",
     "wiser_async.cli",
     "wiser_async.integrations",
     "wiser_async.sandbox",
@@ -70,6 +88,45 @@ def test_importing_the_package_imports_no_crawl_queue_snapshot_cli_or_trio() -> 
 def test_importing_the_package_imports_no_stamina() -> None:
     # stamina (and tenacity) are imported when a first attempt has failed.
     assert not loaded(run_fresh("import wiser_async"), "stamina")
+
+
+def test_token_stores_imports_a_file_or_redis_store_module_when_first_asked() -> None:
+    report = run_fresh(
+        """
+import sys
+import token_stores
+before = sorted(m for m in sys.modules if m.startswith("token_stores."))
+listed = sorted(set(token_stores.__all__) - set(dir(token_stores)))
+from token_stores import Encryption, FileTokenStore, RedisTokenStore, Token, open_store
+extra = {
+    "before": before,
+    "listed": listed,
+    "homes": [
+        Encryption.__module__,
+        FileTokenStore.__module__,
+        RedisTokenStore.__module__,
+        Token.__module__,
+    ],
+    "same": open_store is token_stores.open_store,
+    "unknown": not hasattr(token_stores, "NoSuchStore"),
+}
+"""
+    )
+    assert report["before"] == [
+        "token_stores._errors",
+        "token_stores._memory",
+        "token_stores._protocol",
+        "token_stores._token",
+    ]
+    assert report["listed"] == []
+    assert report["homes"] == [
+        "token_stores._crypto",
+        "token_stores._file",
+        "token_stores._redis",
+        "token_stores._token",
+    ]
+    assert report["same"]
+    assert report["unknown"]
 
 
 def test_every_public_name_is_importable_and_shown_as_the_package_own() -> None:
@@ -165,6 +222,9 @@ extra = {
     )
     assert report["on_asyncio"] > 0
     assert not report["trio_after_asyncio"]
+    # A page decoded, a token used: the cattrs converters (which explain a bad item,
+    # and read and write stored tokens) were not needed, so never built.
+    assert not loaded(report, "cattrs")
     # Deferred, not refused: the same process then runs the client on trio.
     assert report["on_trio"] == report["on_asyncio"]
     assert report["trio_ran"]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import CorruptTokenData
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = ["MAX_EXTRA_DEPTH", "MAX_LIFETIME", "MAX_STORED_BYTES", "Token", "nests_deeper"]
 
@@ -150,7 +152,7 @@ class Token:
 
     def to_dict(self) -> dict[str, Any]:
         """The token as a JSON-ready dict; `extra` fields sit beside the known ones."""
-        return _CONVERTER.unstructure(self)  # type: ignore[no-any-return]
+        return _converter().unstructure(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
@@ -163,9 +165,12 @@ class Token:
             raise CorruptTokenData(
                 f"not a stored token: an unknown field nests deeper than {MAX_EXTRA_DEPTH} levels"
             )
+        from cattrs import BaseValidationError
+
+        converter = _converter()
         try:
-            return _CONVERTER.structure(data, Token)
-        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+            return converter.structure(data, Token)
+        except (BaseValidationError, TypeError, ValueError, KeyError) as exc:
             # The message names what was wrong, never a value (values are secrets).
             raise CorruptTokenData(f"not a stored token: {_describe(exc)}") from None
 
@@ -240,8 +245,10 @@ def _seconds(value: Any) -> float | None:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+    from cattrs import BaseValidationError, transform_error
+
+    if isinstance(exc, BaseValidationError):
+        return "; ".join(transform_error(exc))
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
     return type(exc).__name__
@@ -259,7 +266,14 @@ def _structure_float(value: Any, _: type) -> float:
     return float(value)
 
 
-def _make_converter() -> cattrs.Converter:
+@functools.cache
+def _converter() -> cattrs.Converter:
+    # Built when a token is first written out or read back (a stored token):
+    # cattrs costs a process's start-up several ms, and a token taken from a
+    # token response (`from_response`) never needs it.
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     converter = cattrs.Converter()
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(float, _structure_float)
@@ -280,6 +294,3 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Token, structure)
     converter.register_unstructure_hook(Token, unstructure)
     return converter
-
-
-_CONVERTER = _make_converter()

@@ -25,11 +25,10 @@ from ._config import (
     Paths,
 )
 from ._oauth import WiserOAuth
-from ._observe import ClientEvent, RequestDone, RequestRetried, Throttled, TokenRefreshed
 from ._resources import Listing
 from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
-from ._transport import UNSET, Requester, Unset
+from ._transport import UNSET, Unset
 from .models import (
     Address,
     Device,
@@ -70,6 +69,7 @@ if TYPE_CHECKING:
         UnreconciledPart,
         export_snapshot,
     )
+    from ._observe import ClientEvent, RequestDone, RequestRetried, Throttled, TokenRefreshed
     from ._redis_rate import RedisRateLimiter
     from ._snapshot import (
         DeviceChange,
@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         diff_snapshots,
         read_snapshot,
     )
+    from ._transport import Requester
 
 __all__ = [
     "DEFAULT_AUTHORIZE_URL",
@@ -153,7 +154,8 @@ __all__ = [
 # Names a worker or a one-call script does not use are imported when first
 # asked for (PEP 562): the authorization flow (authlib), the crawl, the
 # snapshots, the distributed queue and the Redis rate limiter would otherwise
-# cost every process's start-up.
+# cost every process's start-up. The request path (`Requester`) and its events
+# are imported by the first client, or by the first of these names asked for.
 _LAZY_MODULES = {
     "._authorization": ("AuthorizationRequest",),
     "._crawl": (
@@ -180,6 +182,7 @@ _LAZY_MODULES = {
         "UnreconciledPart",
         "export_snapshot",
     ),
+    "._observe": ("ClientEvent", "RequestDone", "RequestRetried", "Throttled", "TokenRefreshed"),
     "._redis_rate": ("RedisRateLimiter",),
     "._snapshot": (
         "DeviceChange",
@@ -191,6 +194,7 @@ _LAZY_MODULES = {
         "diff_snapshots",
         "read_snapshot",
     ),
+    "._transport": ("Requester",),
 }
 _LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 

@@ -11,14 +11,17 @@ import httpx2
 
 from ._config import ApiConfig
 from ._oauth import WiserOAuth
-from ._observe import EventHook
 from ._resources import Devices, Locations, Rooms, Sites
 from ._retry import RateLimiter, RetryPolicy
 from ._stats import ClientStats
-from ._transport import DEFAULT_MAX_RESPONSE_BYTES, UNSET, Requester, Session, Unset
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, UNSET, Session, Unset
 
+# The request path (and the decoders and events under it) is imported by the
+# first client: importing the package does not pay for it.
 if TYPE_CHECKING:
     from ._crawl import CrawlResult, DevicesBy, Walk
+    from ._observe import EventHook
+    from ._transport import Requester
 
 T = TypeVar("T")
 
@@ -85,6 +88,8 @@ class AsyncWiserClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         on_event: EventHook | None = None,
     ) -> None:
+        from ._transport import Requester
+
         session = Session(
             oauth=oauth,
             config=config or ApiConfig(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import attrs
 
@@ -132,9 +132,11 @@ def usable_id(value: object) -> bool:
 _PATH_BREAKERS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
-@attrs.frozen
-class Collection:
+class Collection(NamedTuple):
     """One listing of the API: where it lives, what it holds, what it belongs to.
+
+    A named tuple, not an attrs class: five rows made once, at import, where an
+    attrs class's generated methods would cost every process's start-up.
 
     Attributes:
         name: The collection's name in failure records (``site_devices``...).

@@ -17,15 +17,13 @@ import httpx2
 from token_stores import DEFAULT_LOCK_TIMEOUT, MemoryTokenStore, Token, TokenStore
 
 from ._config import DEFAULT_AUTHORIZE_URL, DEFAULT_TOKEN_URL
-from ._redact import Secrets, install_log_filter
-from ._token_endpoint import TokenEndpoint
-from ._token_keeper import TokenKeeper
 from .errors import AuthorizationReplayed
 
 # The authorization-request side (and authlib under it) is imported by the
 # first authorization: a worker that only refreshes tokens never pays for it.
 if TYPE_CHECKING:
     from ._authorization import AuthorizationRequest, ReplayMemory
+    from ._redact import Secrets
 
 __all__ = ["WiserOAuth"]
 
@@ -105,6 +103,12 @@ class WiserOAuth:
         revocation_check_interval: float = 0.5,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        # The token endpoint, the keeper and the redaction of secrets are imported
+        # by the first `WiserOAuth`, not by the package's import.
+        from ._redact import Secrets, install_log_filter
+        from ._token_endpoint import TokenEndpoint
+        from ._token_keeper import TokenKeeper
+
         if leeway < 0 or leeway_jitter < 0:
             raise ValueError("leeway and leeway_jitter must not be negative")
         if not revocation_check_interval > 0:

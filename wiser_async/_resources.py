@@ -8,11 +8,13 @@ none touches HTTP itself. Paths come from the one table of collections,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._config import COLLECTIONS, CollectionName, PagingGuard
-from ._transport import Requester
 from .models import Device, Location, Page, Room, Site
+
+if TYPE_CHECKING:
+    from ._transport import Requester
 
 __all__ = ["Devices", "Listing", "Locations", "Rooms", "Sites"]
 

@@ -8,8 +8,13 @@ of whatever the server sends back. Controllers and crawls call its public
 methods only.
 """
 
-from .requester import Requester
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 from .session import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, UNSET, Session, Unset
+
+if TYPE_CHECKING:
+    from .requester import Requester
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -19,3 +24,7 @@ __all__ = [
     "Session",
     "Unset",
 ]
+
+# The `Requester` (with the decoders, the status map and the events it uses) is
+# imported when first asked for, by the first client (PEP 562).
+__getattr__, __dir__ = lazy_names(__name__, {"Requester": ".requester"}, __all__)

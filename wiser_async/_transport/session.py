@@ -16,17 +16,14 @@ import anyio
 import httpx2
 
 from .._config import ApiConfig
-from .._decode import Codec
-from .._observe import Emitter, EventHook
 from .._retry import RateLimiter, RetryBudget, RetryPolicy, Throttle
 from .._stats import ClientStats
-from .._token_endpoint import default_ssl_context
 from .body import read_body
 from .direct import proxies_configured, send_direct
 
 if TYPE_CHECKING:
     from .._oauth import WiserOAuth
-    from .._observe import AttemptRecord
+    from .._observe import AttemptRecord, Emitter, EventHook
     from .aiohttp import NativeSender
 
 __all__ = [
@@ -73,6 +70,10 @@ class Session:
         max_response_bytes: int,
         on_event: EventHook | None = None,
     ) -> None:
+        # Imported by the first session, not by the package's import.
+        from .._decode import Codec
+        from .._token_endpoint import default_ssl_context
+
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.oauth = oauth
@@ -154,7 +155,11 @@ class Session:
         self.max_response_bytes = max_response_bytes
         self.stats = ClientStats()
         # None when no hook is set: the request path then builds no event.
-        self.events = Emitter(on_event) if on_event is not None else None
+        self.events: Emitter | None = None
+        if on_event is not None:
+            from .._observe import Emitter
+
+            self.events = Emitter(on_event)
 
     async def take_slot(self) -> None:
         """One of the `max_in_flight` request slots (give it back with ``limiter.release()``).
