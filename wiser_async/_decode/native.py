@@ -41,9 +41,12 @@ from .compiled import (
     unknown_fields,
 )
 
-__all__ = ["ABSENT", "Native", "compile_native", "read_page"]
+__all__ = ["ABSENT", "MAX_SEEN", "Native", "compile_native", "read_page"]
 
 Hook = Callable[[Any, type], Any]
+
+MAX_SEEN = 64
+"""Unknown field names a model's `Native.seen` keeps: a server inventing names cannot grow it."""
 
 
 def _int_type() -> Any:
@@ -86,6 +89,10 @@ class Native:
         items: A page's parsed items into models: the whole list checked in
             one call, else item by item as `structure` does (which raises
             on the first item the fallback refuses).
+        fields: The strict Struct's fields (`msgspec.defstruct`'s form).
+        rename: Their wire names.
+        seen: Unknown field names `from_raws` met, in the order met (at most
+            `MAX_SEEN`): what `learned.PageReader` declares.
         from_raws: A page's items still as JSON text (`msgspec.Raw`, see
             `read_page`) into models: each read by the strict Struct straight
             from its text, else parsed (by `_json.loads`, as the whole body
@@ -97,6 +104,9 @@ class Native:
     structure: Hook
     items: Callable[[list[Any], type], list[Any]]
     from_raws: Callable[[list[Any], type], list[Any]]
+    fields: tuple[tuple[str, Any] | tuple[str, Any, Any], ...]
+    rename: Mapping[str, str]
+    seen: dict[str, None]
 
 
 def compile_native(
@@ -132,6 +142,8 @@ def compile_native(
         "FALLBACK": fallback,
         "LOADS": loads,
         "SHALLOW": 2 * MAX_DEPTH,
+        "SEEN": {},
+        "MAX_SEEN": MAX_SEEN,
         "REFUSED": msgspec.DecodeError,
     }
     lines = ["def to_model(s, extra):"]
@@ -229,6 +241,7 @@ def compile_native(
         "            if k not in KNOWN:",
         "                extra[k] = LOADS(bytes(v))",
         "                short = short and len(v) < SHALLOW",
+        "                if len(SEEN) < MAX_SEEN: SEEN[k] = None",
         # A value of fewer than 2 x MAX_DEPTH bytes cannot nest MAX_DEPTH deep.
         "        return to_model(s, extra if short else BOUNDED(extra))",
         "    except Exception:",
@@ -239,7 +252,15 @@ def compile_native(
     # Registered as cattrs does, so tracebacks and debuggers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), names)  # noqa: S102 - code built above from the model's own fields
-    return Native(names["to_model"], names["structure"], names["items"], names["from_raws"])
+    return Native(
+        names["to_model"],
+        names["structure"],
+        names["items"],
+        names["from_raws"],
+        tuple(fields),
+        dict(wire_names),
+        names["SEEN"],
+    )
 
 
 ABSENT: Any = object()
