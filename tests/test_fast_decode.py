@@ -31,7 +31,7 @@ from wiser_async._config import PageFormat
 from wiser_async._decode import Codec, camel_case
 from wiser_async._decode import codec as codec_module
 from wiser_async._json import MAX_DEPTH
-from wiser_async._transport.body import parse_json
+from wiser_async._transport.parse import parse_json
 from wiser_async.errors import DecodeError
 from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox
 

@@ -25,7 +25,7 @@ import pytest
 from wiser_async import Device, Location, Page, Room, Site
 from wiser_async._decode import Codec
 from wiser_async._decode.learned import MAX_LEARNED, MAX_NAME, PageReader
-from wiser_async._transport.body import parse_json
+from wiser_async._transport.parse import parse_json
 from wiser_async.errors import DecodeError
 from wiser_async.sandbox import Faults, PortfolioSpec, Sandbox
 

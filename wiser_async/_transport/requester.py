@@ -46,7 +46,7 @@ from ..errors import (
     WiserError,
 )
 from ..models import Page
-from .body import OBJECTS_PER_ITEM, check_objects, parse_json
+from .parse import OBJECTS_PER_ITEM, check_objects, parse_json
 from .session import Session
 
 __all__ = ["Requester"]
