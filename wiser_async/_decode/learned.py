@@ -92,11 +92,13 @@ class PageReader:
             forbid_unknown_fields=True,
             rename={**native.rename, **dict(zip(attributes, names, strict=True))},
             kw_only=True,
+            gc=False,
         )
         envelope = msgspec.defstruct(
             "LearnedPage",
             [("items", list[struct]), ("meta", msgspec.Raw, None)],  # type: ignore[valid-type]
             forbid_unknown_fields=True,
+            gc=False,
             rename={"items": self._keys.data_key, "meta": self._keys.meta_key},
         )
         scope: dict[str, Any] = {

@@ -173,6 +173,8 @@ def compile_native(
         elif (nested := model_of(kind)) is not None:
             names[f"N{index}"] = natives[nested].to_model
             lines.append(f"    if {value} is not None: {value} = N{index}({value}, {{}})")
+    # gc=False: a Struct of strings, numbers and other such Structs is never part
+    # of a cycle, and untracked it brings the garbage collector's passes no nearer.
     struct, open_struct = (
         msgspec.defstruct(
             f"{cls.__name__}Wire",
@@ -180,6 +182,7 @@ def compile_native(
             forbid_unknown_fields=forbid,
             rename=dict(wire_names),
             kw_only=True,
+            gc=False,
         )
         for forbid in (True, False)
     )
@@ -302,6 +305,7 @@ def _envelope(data_key: str, meta_key: str) -> Callable[[bytes], Any] | None:
         "PageWire",
         [("items", list[msgspec.Raw]), ("meta", msgspec.Raw, None)],
         forbid_unknown_fields=True,
+        gc=False,
         rename={"items": data_key, "meta": meta_key},
     )
     return msgspec.json.Decoder(struct).decode
