@@ -4,10 +4,11 @@
 process (latency on, a token-bucket rate limit for all customers together,
 a forbidden site in a few accounts so that failures are recorded). Their
 tokens are in one `RedisTokenStore` on a redis-server of the run's own, the
-accounts in one queue. Three ``wiser-async queue worker --shared-rate R``
-processes start at once; the first is stopped with SIGKILL once it has
-finished some accounts and while it holds one (its output directory polled,
-the process held with SIGSTOP while what it holds is read); a fourth starts
+accounts in one queue. Three ``wiser-async queue worker --shared-rate R
+--shared-burst B`` processes start at once (B: half the server's bucket);
+the first is stopped with SIGKILL once it has finished some accounts and
+while it holds one (its output directory polled, the process held with
+SIGSTOP while what it holds is read); a fourth starts
 at a quarter of the expected time. Once every worker has exited the queue is
 merged, and one process crawls the same accounts with `crawl_to_jsonl` at
 the same rate (untimed) for reference.
@@ -54,6 +55,8 @@ RATE = 100.0
 """Requests per second: the server's limit, and the workers' shared rate."""
 BURST = 20.0
 """The server's bucket: a little room for the jitter of four processes."""
+SHARED_BURST = 10
+"""The workers' burst (``--shared-burst``): half the server's bucket, the rest left for jitter."""
 LATENCY = 0.05
 ACCOUNTS = 200
 # Each account, small: 1 location, 2 sites, 1 room, 4 devices: 6 requests at the largest
@@ -235,6 +238,8 @@ def _run(
         str(claim_idle),
         "--shared-rate",
         str(RATE),
+        "--shared-burst",
+        str(SHARED_BURST),
         "--store",
         f"{redis_url}?prefix={prefix}",
         "--client-id",
@@ -370,6 +375,7 @@ def _run(
         "accounts": len(accounts),
         "rate_limit_per_s": RATE,
         "server_burst": BURST,
+        "shared_burst": SHARED_BURST,
         "latency_s": QUICK_LATENCY if ctx.quick else LATENCY,
         "claim_idle_s": claim_idle,
         "makespan_s": makespan,

@@ -147,6 +147,14 @@ def test_queue_commands_explain_bad_input_in_one_line(
     both = run(*worker, "--client-id", CLIENT_ID, "--rate", "5", "--shared-rate", "5", env=env)
     assert both.exit_code == 2
     assert "--shared-rate all workers: give one" in both.output
+    alone = run(*worker, "--client-id", CLIENT_ID, "--shared-burst", "20", env=env)
+    assert alone.exit_code == 2
+    assert "--shared-burst is a burst of --shared-rate: give both" in alone.output
+    nothing = run(
+        *worker, "--client-id", CLIENT_ID, "--shared-rate", "5", "--shared-burst", "0", env=env
+    )
+    assert nothing.exit_code == 2
+    assert "--shared-burst must be at least 1 (requests), not 0" in nothing.output
     empty = run(*worker, "--client-id", CLIENT_ID, env=env)
     assert empty.exit_code == 2
     assert f"queue {queue_name!r} has no accounts" in empty.output

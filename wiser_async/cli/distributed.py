@@ -217,6 +217,14 @@ def _store_keys(settings: Settings) -> list[str]:
     help="Requests per second for all workers of the queue together (kept in --redis).",
 )
 @click.option(
+    "--shared-burst",
+    type=int,
+    envvar="WISER_SHARED_BURST",
+    show_envvar=True,
+    help="Requests all workers together may send at once after a quiet spell, within"
+    " --shared-rate (the server's own burst; default 1: evenly spaced).",
+)
+@click.option(
     "--timeout",
     type=float,
     envvar="WISER_TIMEOUT",
@@ -234,6 +242,7 @@ def queue_worker(
     claim_idle: float,
     parallel: int,
     shared_rate: float | None,
+    shared_burst: int | None,
     timeout: float | None,
 ) -> None:
     """Crawl accounts off a queue until every enqueued account is done.
@@ -250,6 +259,10 @@ def queue_worker(
         raise CliError(f"--parallel must be at least 1, not {parallel}")
     if shared_rate is not None and not shared_rate > 0:
         raise CliError(f"--shared-rate must be positive (requests per second), not {shared_rate:g}")
+    if shared_burst is not None and shared_rate is None:
+        raise CliError("--shared-burst is a burst of --shared-rate: give both")
+    if shared_burst is not None and shared_burst < 1:
+        raise CliError(f"--shared-burst must be at least 1 (requests), not {shared_burst}")
     if shared_rate is not None and settings.rate is not None:
         raise CliError("--rate limits this worker alone, --shared-rate all workers: give one")
     if timeout is not None and not timeout > 0:
@@ -279,6 +292,7 @@ def queue_worker(
                         redis,
                         key=f"{queue_name}:rate",
                         rate=shared_rate,
+                        burst=shared_burst,
                         patience=settings.redis_patience,
                     )
                 async with crawling_client(
