@@ -231,10 +231,10 @@ class Codec:
         items than `limit`. The caller then parses the body and calls
         `structure_page`, which decides (and explains) exactly as before.
         """
-        native = self._natives.get(cls)
         reader = self.page_reader(cls, keys)
-        if native is None or reader is None:
+        if reader is None:
             return None
+        native = self._natives[cls]
         # In one call where the names of unknown fields are known, else item by item.
         read = reader.read(content)
         if read is None:

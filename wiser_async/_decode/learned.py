@@ -28,7 +28,7 @@ from typing import Any
 from .._config import PageFormat
 from .._json import MAX_DEPTH, loads
 from .compiled import bounded_extra
-from .native import ABSENT, Native
+from .native import Native, page_struct, parsed_meta
 
 __all__ = ["MAX_LEARNED", "MAX_NAME", "PageReader"]
 
@@ -77,7 +77,7 @@ class PageReader:
                 self._declared = names
         try:
             items, meta = self._read(content)
-            return items, ABSENT if meta is None else loads(bytes(meta))
+            return items, parsed_meta(meta)
         except Exception:  # noqa: BLE001 - any refusal: the per-item way decides
             return None
 
@@ -94,12 +94,10 @@ class PageReader:
             kw_only=True,
             gc=False,
         )
-        envelope = msgspec.defstruct(
-            "LearnedPage",
-            [("items", list[struct]), ("meta", msgspec.Raw, None)],  # type: ignore[valid-type]
-            forbid_unknown_fields=True,
-            gc=False,
-            rename={"items": self._keys.data_key, "meta": self._keys.meta_key},
+        envelope = page_struct(
+            list[struct],  # type: ignore[valid-type]
+            self._keys.data_key,
+            self._keys.meta_key,
         )
         scope: dict[str, Any] = {
             "DECODE": msgspec.json.Decoder(envelope).decode,

@@ -41,7 +41,15 @@ from .compiled import (
     unknown_fields,
 )
 
-__all__ = ["ABSENT", "MAX_SEEN", "Native", "compile_native", "read_page"]
+__all__ = [
+    "ABSENT",
+    "MAX_SEEN",
+    "Native",
+    "compile_native",
+    "page_struct",
+    "parsed_meta",
+    "read_page",
+]
 
 Hook = Callable[[Any, type], Any]
 
@@ -287,10 +295,31 @@ def read_page(content: bytes, keys: PageFormat) -> tuple[list[Any], Any] | None:
         return None
     try:
         envelope = decode(content)
-        meta = ABSENT if envelope.meta is None else loads(bytes(envelope.meta))
+        return envelope.items, parsed_meta(envelope.meta)
     except Exception:  # noqa: BLE001 - any refusal: the whole body is parsed as before
         return None
-    return envelope.items, meta
+
+
+def parsed_meta(meta: Any) -> Any:
+    """A page envelope's metadata, kept as `msgspec.Raw`, parsed; `ABSENT` if there was none."""
+    return ABSENT if meta is None else loads(bytes(meta))
+
+
+def page_struct(items: Any, data_key: str, meta_key: str) -> Any:
+    """The Struct of a page envelope: `items` under the data key, the metadata as `msgspec.Raw`.
+
+    Strict: an envelope with any other key is refused (msgspec would skip
+    its value unchecked).
+    """
+    import msgspec
+
+    return msgspec.defstruct(
+        "PageWire",
+        [("items", items), ("meta", msgspec.Raw, None)],
+        forbid_unknown_fields=True,
+        gc=False,
+        rename={"items": data_key, "meta": meta_key},
+    )
 
 
 @functools.cache
@@ -301,11 +330,4 @@ def _envelope(data_key: str, meta_key: str) -> Callable[[bytes], Any] | None:
         return None
     if data_key == meta_key:
         return None
-    struct = msgspec.defstruct(
-        "PageWire",
-        [("items", list[msgspec.Raw]), ("meta", msgspec.Raw, None)],
-        forbid_unknown_fields=True,
-        gc=False,
-        rename={"items": data_key, "meta": meta_key},
-    )
-    return msgspec.json.Decoder(struct).decode
+    return msgspec.json.Decoder(page_struct(list[msgspec.Raw], data_key, meta_key)).decode
